@@ -1,0 +1,7 @@
+"""bigclust: clustering for datasets larger than one machine's memory, on Dask."""
+
+from bigclust.io import as_dask_array
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "as_dask_array"]

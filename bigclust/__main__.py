@@ -1,0 +1,5 @@
+import sys
+
+from bigclust.cli import main
+
+sys.exit(main())

@@ -1,0 +1,266 @@
+"""The map-reduce driver: the one place (with the data layer) that builds Dask graphs.
+
+:func:`map_reduce` runs a per-chunk NumPy kernel over every row chunk of a Dask array with
+small broadcast parameters, combines the partial results as a tree, and returns one small
+result from one ``compute``. It works with whatever scheduler is active: synchronous, the
+threaded default, an in-process ``distributed.Client`` or a remote cluster.
+
+Kernels are plain functions ``kernel(block, *aligned_blocks, params, start)``:
+
+- ``block`` is the chunk as a NumPy array (never written to),
+- ``aligned_blocks`` are the matching row blocks of 1-D arrays aligned with ``X``'s rows
+  (e.g. ``sample_weight``),
+- ``params`` is the broadcast object (shipped once per call, not once per task),
+- ``start`` is the chunk's global row offset, for row-keyed random streams,
+
+and return statistics that combine by addition: numbers, arrays, tuples / NamedTuples of
+those, or objects with their own ``combine(other)`` method.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+__all__ = [
+    "NonFiniteInputError",
+    "active_client",
+    "combine",
+    "keep_in_memory",
+    "map_blocks_lazy",
+    "map_reduce",
+]
+
+#: Children per node of the reduction tree.
+SPLIT_EVERY = 8
+
+
+class NonFiniteInputError(ValueError):
+    """The input holds NaN or infinity; ``row`` is the first offending global row found."""
+
+    def __init__(self, what: str, row: int, chunk: tuple[int, int]):
+        self.row, self.chunk = row, chunk
+        super().__init__(
+            f"{what} contains NaN or infinity: first found in row {row} "
+            f"(chunk of rows {chunk[0]}-{chunk[1] - 1}). Remove or impute non-finite values."
+        )
+
+
+def combine(a: Any, b: Any) -> Any:
+    """Combine two partial statistics: elementwise for tuples, ``a.combine(b)`` where defined,
+    addition otherwise. ``None`` stands for "nothing" on either side."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if hasattr(a, "combine"):
+        return a.combine(b)
+    if isinstance(a, tuple):
+        parts = [combine(x, y) for x, y in zip(a, b, strict=True)]
+        return type(a)(*parts) if hasattr(a, "_fields") else tuple(parts)
+    return a + b
+
+
+class _Partial:
+    """A kernel's statistics plus the first non-finite row seen, if any."""
+
+    __slots__ = ("bad", "stats")
+
+    def __init__(self, stats: Any, bad: tuple[int, int, int] | None):
+        self.stats, self.bad = stats, bad
+
+    def combine(self, other: _Partial) -> _Partial:
+        bads = [b for b in (self.bad, other.bad) if b is not None]
+        return _Partial(combine(self.stats, other.stats), min(bads) if bads else None)
+
+
+def _all_finite(stats: Any) -> bool:
+    if isinstance(stats, tuple):
+        return all(_all_finite(s) for s in stats)
+    if isinstance(stats, (float, np.floating)):
+        return math.isfinite(stats)
+    if isinstance(stats, np.ndarray) and stats.dtype.kind == "f":
+        return bool(np.isfinite(stats).all())
+    check = getattr(stats, "all_finite", None)
+    return check() if check is not None else True
+
+
+def _first_nonfinite_row(block: np.ndarray) -> int | None:
+    rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    return int(rows[0]) if rows.size else None
+
+
+def _run_kernel(kernel, block, *rest, check_finite: bool):
+    *aligned, params, start = rest
+    stats = kernel(block, *aligned, params, start)
+    bad = None
+    # Cheap detection: NaN/inf in the data makes the kernel's float statistics non-finite,
+    # so the block is scanned only when they are, never on a clean pass.
+    if check_finite and not _all_finite(stats):
+        row = _first_nonfinite_row(block)
+        if row is not None:
+            bad = (start + row, start, start + block.shape[0])
+    return _Partial(stats, bad)
+
+
+def _combine_many(*parts: _Partial) -> _Partial:
+    return functools.reduce(lambda a, b: a.combine(b), parts)
+
+
+def _row_offsets(chunks: Sequence[int]) -> list[int]:
+    return [0, *np.cumsum(chunks).tolist()]
+
+
+def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray]:
+    blocks = []
+    for a in aligned:
+        if a.shape[0] != X.shape[0]:
+            raise ValueError(f"array of length {a.shape[0]} is not aligned with {X.shape[0]} rows.")
+        if a.chunks[0] != X.chunks[0]:
+            a = a.rechunk({0: X.chunks[0]})
+        blocks.append(a.to_delayed().ravel())
+    return blocks
+
+
+def _broadcast(params: Any):
+    # One key for the parameters: every task depends on it, so a distributed scheduler
+    # ships it once per worker instead of embedding a copy in every task.
+    return dask.delayed(params, name="params-" + tokenize(params), traverse=False)
+
+
+def map_reduce(
+    kernel: Callable[..., Any],
+    X: da.Array,
+    *aligned: da.Array,
+    params: Any = None,
+    check_finite: bool = True,
+    what: str = "X",
+    split_every: int = SPLIT_EVERY,
+) -> Any:
+    """Apply ``kernel`` to every row chunk of ``X`` and combine the results as a tree.
+
+    Parameters
+    ----------
+    kernel : callable
+        ``kernel(block, *aligned_blocks, params, start) -> stats``; see the module docstring.
+        It must be picklable (a module-level function or a ``functools.partial`` of one) for
+        process-based schedulers.
+    X : dask.array.Array of shape (n_samples, n_features)
+        Chunked along rows only (see :func:`bigclust.io.as_dask_array`).
+    *aligned : dask.array.Array of shape (n_samples,)
+        Arrays aligned with the rows of ``X``; rechunked to match if needed.
+    params : object, optional
+        Small parameters broadcast to every task (centers, seeds, ...).
+    check_finite : bool, default=True
+        Raise :class:`NonFiniteInputError` naming the first NaN/inf row. Detection costs
+        nothing on clean data: a chunk is scanned only if its statistics came out non-finite.
+    what : str, default="X"
+        Name of the data in error messages.
+    split_every : int, default=8
+        Fan-in of the reduction tree.
+
+    Returns
+    -------
+    object
+        The combined statistics.
+    """
+    if X.ndim != 2 or len(X.chunks[1]) != 1:
+        raise ValueError("map_reduce needs a 2-D array with all columns in one chunk.")
+    if split_every < 2:
+        raise ValueError(f"split_every={split_every} should be >= 2.")
+    offsets = _row_offsets(X.chunks[0])
+    blocks = X.to_delayed().ravel()
+    aligned_blocks = _aligned_blocks(X, aligned)
+    shared = _broadcast(params)
+    run = dask.delayed(_run_kernel, pure=True)
+    parts = [
+        run(kernel, block, *(a[i] for a in aligned_blocks), shared, offsets[i],
+            check_finite=check_finite)
+        for i, block in enumerate(blocks)
+    ]
+    merge = dask.delayed(_combine_many, pure=True)
+    while len(parts) > 1:
+        parts = [merge(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    with _blas_limited():
+        (result,) = dask.compute(parts[0])
+    if result.bad is not None:
+        row, lo, hi = result.bad
+        raise NonFiniteInputError(what, row, (lo, hi))
+    return result.stats
+
+
+def map_blocks_lazy(
+    kernel: Callable[..., np.ndarray],
+    X: da.Array,
+    *,
+    params: Any = None,
+    dtype: np.dtype,
+    n_columns: int | None = None,
+) -> da.Array:
+    """Lazily apply a row-wise kernel, ``kernel(block, params) -> array``, to every chunk.
+
+    The result has one row per input row: 1-D (``n_columns=None``), e.g. labels, or 2-D with
+    ``n_columns`` columns, e.g. distances. Used for outputs that follow a Dask input.
+    """
+    shared = _broadcast(params)
+    if n_columns is None:
+        return da.map_blocks(
+            kernel, X, shared, dtype=dtype, drop_axis=1, chunks=(X.chunks[0],)
+        )
+    return da.map_blocks(kernel, X, shared, dtype=dtype, chunks=(X.chunks[0], (n_columns,)))
+
+
+def active_client():
+    """The ``distributed.Client`` that ``compute`` would use now, or ``None``."""
+    scheduler = dask.base.get_scheduler()
+    owner = getattr(scheduler, "__self__", None)
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a hard dependency
+        return None
+    return owner if isinstance(owner, Client) else None
+
+
+def keep_in_memory(X: da.Array, source: Any) -> da.Array:
+    """Persist ``X`` on the workers when it wraps an in-memory NumPy array and a distributed
+    client is active, so iterations do not ship the array with every graph."""
+    client = active_client()
+    is_in_memory = isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
+    if client is None or not is_in_memory:
+        return X
+    return client.persist(X)
+
+
+@functools.cache
+def _controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+class _blas_limited:
+    """One BLAS thread per task while tasks run on threads of this process.
+
+    The threaded scheduler (and an in-process distributed cluster) already runs one task per
+    core; letting BLAS spawn its own threads on top oversubscribes the cores. Worker processes
+    of a distributed cluster get the same limit from the nanny's environment.
+    """
+
+    def __enter__(self):
+        scheduler = dask.base.get_scheduler()
+        self._limit = None
+        if scheduler is not dask.local.get_sync:
+            self._limit = _controller().limit(limits=1, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self._limit is not None:
+            self._limit.unregister()
+        return False

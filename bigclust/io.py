@@ -1,0 +1,314 @@
+"""Data layer: any supported input becomes one validated, row-chunked Dask array.
+
+Every estimator calls :func:`as_dask_array` first. It reads metadata only (shape, dtype,
+chunking), never the data, and opens user files and stores read-only.
+
+Supported inputs
+----------------
+- a NumPy array (wrapped in memory),
+- an ``np.memmap`` or a path to a ``.npy`` file: reopened by path inside each task, so the task
+  graph holds the file name and offsets, never the data,
+- a ``zarr.Array``, or a local path / fsspec URL of a Zarr array (``storage_options`` passed on),
+- a Dask array: rechunked so that all columns of a row sit in one chunk.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "NpyFile",
+    "StoreNotFoundError",
+    "as_dask_array",
+    "check_dtype",
+    "rows_per_chunk",
+]
+
+#: Default size of one row chunk. Tens of MiB amortise the per-task overhead of a
+#: distributed scheduler while keeping (chunk bytes x threads) small on every worker.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+
+class StoreNotFoundError(FileNotFoundError, ValueError):
+    """A path or URL given as input names no readable array.
+
+    Subclasses both ``FileNotFoundError`` (what it is) and ``ValueError`` (the error
+    class every bad input raises in bigclust).
+    """
+
+
+def rows_per_chunk(
+    n_features: int, itemsize: int, chunk_bytes: int | None = None, n_samples: int | None = None
+) -> int:
+    """Rows per chunk so that one chunk holds about ``chunk_bytes`` bytes.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of columns.
+    itemsize : int
+        Bytes per element of the array as the kernels see it.
+    chunk_bytes : int, default=DEFAULT_CHUNK_BYTES
+        Target size of one chunk.
+    n_samples : int, optional
+        When given, the result is capped at ``n_samples``.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes={chunk_bytes} should be > 0.")
+    rows = max(1, chunk_bytes // max(1, n_features * itemsize))
+    if n_samples is not None:
+        rows = max(1, min(rows, n_samples))
+    return int(rows)
+
+
+# ``as_dask_array`` takes an argument of the same name; keep a handle on the function.
+_rows_per_chunk = rows_per_chunk
+
+
+def check_dtype(dtype: np.dtype, what: str = "X") -> np.dtype:
+    """Return the dtype the kernels compute in, or raise ``TypeError``.
+
+    float32 and float64 are kept; integers and other real floats become float64, as in
+    scikit-learn. Booleans, complex numbers, strings and objects are rejected.
+    """
+    dtype = np.dtype(dtype)
+    if dtype in (np.float32, np.float64):
+        return dtype
+    if dtype.kind in "iuf":
+        return np.dtype(np.float64)
+    names = {"b": "boolean", "c": "complex", "O": "object", "U": "string", "S": "bytes"}
+    kind = names.get(dtype.kind, f"non-numeric ({dtype})")
+    raise TypeError(
+        f"{what} has dtype {dtype} ({kind}); expected a real numeric dtype "
+        "(float32, float64 or an integer type)."
+    )
+
+
+@dataclass(frozen=True)
+class NpyFile:
+    """A read-only view of a raw array in a file, reopened by path in every task.
+
+    Pickles as its path and layout (a few hundred bytes), so a Dask graph over a huge
+    ``.npy`` file or ``np.memmap`` stays small and any worker that sees the same path can read
+    it. Rows are read with one ``np.fromfile`` call per chunk (a plain sequential read),
+    which is faster than faulting in a memory map page by page.
+    """
+
+    path: str
+    dtype: np.dtype
+    shape: tuple[int, int]
+    offset: int = 0
+    fortran_order: bool = False
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @classmethod
+    def from_npy(cls, path: str | os.PathLike) -> NpyFile:
+        """Read only the header of a ``.npy`` file."""
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+        if len(shape) != 2:
+            raise ValueError(f"{path} holds an array of shape {shape}; expected a 2-D array.")
+        return cls(path, np.dtype(dtype), tuple(shape), offset, bool(fortran_order))
+
+    @classmethod
+    def from_memmap(cls, array: np.memmap) -> NpyFile | None:
+        """Describe a memmap by file and byte offset; ``None`` if it is not a plain row block.
+
+        Views of a memmap keep ``filename`` but not their own offset, so the offset is found
+        from the data pointer relative to the start of the mapped buffer.
+        """
+        buffer = getattr(array, "_mmap", None)
+        if buffer is None or not isinstance(buffer, mmap.mmap) or array.filename is None:
+            return None
+        if array.ndim != 2:
+            return None
+        fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+        if not (array.flags.c_contiguous or fortran):
+            return None
+        if fortran and array.base is not None and array.base.shape != array.shape:
+            return None
+        map_start = np.frombuffer(buffer, dtype=np.uint8).ctypes.data
+        map_offset = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+        offset = map_offset + (array.ctypes.data - map_start)
+        return cls(os.fspath(array.filename), array.dtype, tuple(array.shape), offset, fortran)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        start, stop, step = rows.indices(self.shape[0])
+        if self.fortran_order or step != 1:
+            whole = np.memmap(
+                self.path, self.dtype, "r", self.offset, self.shape,
+                order="F" if self.fortran_order else "C",
+            )
+            return np.array(whole[rows, cols])
+        n_rows = max(0, stop - start)
+        row_bytes = self.shape[1] * self.dtype.itemsize
+        block = np.fromfile(
+            self.path, dtype=self.dtype, count=n_rows * self.shape[1],
+            offset=self.offset + start * row_bytes,
+        ).reshape(n_rows, self.shape[1])
+        return block[:, cols]
+
+
+def as_dask_array(
+    X: Any,
+    *,
+    chunk_bytes: int | None = None,
+    rows_per_chunk: int | None = None,
+    storage_options: dict | None = None,
+    what: str = "X",
+) -> da.Array:
+    """Turn any supported input into a validated 2-D Dask array chunked along rows only.
+
+    No data is read: validation uses the shape and dtype alone. Non-finite values are found
+    by the first pass that reads the data (see :mod:`bigclust.driver`).
+
+    Parameters
+    ----------
+    X : ndarray, np.memmap, str or PathLike, zarr.Array or dask.array.Array
+        The data, of shape (n_samples, n_features). A string or path names a ``.npy`` file
+        or a Zarr array (local path or fsspec URL such as ``s3://bucket/data.zarr``).
+    chunk_bytes : int, optional
+        Target bytes per chunk (default :data:`DEFAULT_CHUNK_BYTES`). Ignored for Dask
+        input unless given, in which case its row chunks are changed too.
+    rows_per_chunk : int, optional
+        Explicit rows per chunk; overrides ``chunk_bytes``.
+    storage_options : dict, optional
+        Passed to fsspec when ``X`` is a URL.
+    what : str, default="X"
+        Name used in error messages.
+
+    Returns
+    -------
+    dask.array.Array of shape (n_samples, n_features)
+        float32 or float64, one chunk along columns.
+
+    Raises
+    ------
+    TypeError
+        Unsupported input type, or a dtype that is not real numeric.
+    ValueError
+        Not 2-D, or an empty dimension, or unknown chunk sizes.
+    StoreNotFoundError
+        A path or URL that names no array.
+    """
+    explicit_rows = rows_per_chunk is not None or chunk_bytes is not None
+    source = _open(X, storage_options, what)
+    shape = tuple(source.shape)
+    if len(shape) != 2:
+        hint = " Reshape 1-D data with X.reshape(-1, 1)." if len(shape) == 1 else ""
+        raise ValueError(f"{what} should be 2-D (n_samples, n_features); got shape {shape}.{hint}")
+    if any(isinstance(s, float) and np.isnan(s) for s in shape):
+        raise ValueError(
+            f"{what} has unknown chunk sizes (shape {shape}); call "
+            "X.compute_chunk_sizes() before passing it."
+        )
+    n_samples, n_features = shape
+    if n_samples == 0 or n_features == 0:
+        raise ValueError(
+            f"{what} has shape {shape}; at least one sample and one feature are required."
+        )
+    dtype = check_dtype(source.dtype, what)
+    rows = _rows(rows_per_chunk, chunk_bytes, n_features, dtype.itemsize, n_samples)
+
+    if isinstance(source, da.Array):
+        array = source
+        if explicit_rows:
+            array = array.rechunk((rows, n_features))
+        elif len(array.chunks[1]) > 1:
+            array = array.rechunk({1: n_features})
+    elif _is_zarr_array(source):
+        array = da.from_zarr(source, chunks=(rows, n_features))
+    else:
+        # NumPy arrays and NpyFile both slice like arrays; asarray=False keeps NpyFile reads.
+        array = da.from_array(source, chunks=(rows, n_features), asarray=False, fancy=False)
+    if array.dtype != dtype:
+        array = array.astype(dtype)
+    return array
+
+
+def _rows(rows_per_chunk, chunk_bytes, n_features, itemsize, n_samples) -> int:
+    if rows_per_chunk is not None:
+        if int(rows_per_chunk) < 1:
+            raise ValueError(f"rows_per_chunk={rows_per_chunk} should be >= 1.")
+        return min(int(rows_per_chunk), n_samples)
+    return _rows_per_chunk(n_features, itemsize, chunk_bytes, n_samples)
+
+
+def _is_zarr_array(obj: Any) -> bool:
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover - zarr is a hard dependency
+        return False
+    return isinstance(obj, zarr.Array)
+
+
+def _open(X: Any, storage_options: dict | None, what: str):
+    """Return an array-like with shape and dtype for X, reading no data."""
+    if isinstance(X, da.Array):
+        return X
+    if isinstance(X, np.memmap):
+        described = NpyFile.from_memmap(X)
+        return described if described is not None else np.asarray(X)
+    if isinstance(X, np.ndarray):
+        return X
+    if _is_zarr_array(X):
+        return X
+    if isinstance(X, (str, os.PathLike)):
+        return _open_path(os.fspath(X), storage_options, what)
+    if isinstance(X, (list, tuple)):
+        try:
+            return np.asarray(X)
+        except ValueError as err:
+            raise ValueError(f"{what} is a ragged sequence: {err}") from None
+    if hasattr(X, "__array__") and hasattr(X, "shape") and hasattr(X, "dtype"):
+        return np.asarray(X)
+    raise TypeError(
+        f"{what} of type {type(X).__name__} is not supported; pass a NumPy array, an "
+        "np.memmap or .npy path, a zarr.Array or Zarr path/URL, or a Dask array."
+    )
+
+
+def _open_path(path: str, storage_options: dict | None, what: str):
+    is_url = "://" in path
+    if not is_url and path.endswith(".npy"):
+        if not os.path.isfile(path):
+            raise StoreNotFoundError(f"{what}: no .npy file at {path!r}.")
+        return NpyFile.from_npy(path)
+    import zarr
+
+    if not is_url and not os.path.exists(path):
+        raise StoreNotFoundError(f"{what}: no Zarr array or .npy file at {path!r}.")
+    try:
+        # mode="r" opens read-only: bigclust never writes to a user's store.
+        return zarr.open_array(path, mode="r", storage_options=storage_options)
+    except FileNotFoundError as err:
+        raise StoreNotFoundError(f"{what}: no Zarr array at {path!r} ({err}).") from err
+    except (KeyError, ValueError, TypeError) as err:
+        raise StoreNotFoundError(f"{what}: {path!r} is not a readable Zarr array ({err}).") from err
