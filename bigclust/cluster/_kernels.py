@@ -1,0 +1,401 @@
+"""Per-chunk K-Means kernels: pure NumPy, no Dask.
+
+Each kernel takes one chunk (``block``), optionally its sample weights, small parameters and
+the chunk's global row offset, and returns small statistics that combine by addition (or
+through their own ``combine``). Work is done in row blocks so that a block's
+``rows x n_clusters`` distance matrix stays within cache-sized bounds, and sums are
+accumulated in float64 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from bigclust import _random
+
+#: Elements of one block's distance matrix (rows x centers): 2**18 floats is 1-2 MiB.
+BLOCK_ELEMENTS = 1 << 18
+
+
+def block_rows(n_centers: int) -> int:
+    """Rows per block for a distance matrix against ``n_centers`` centers."""
+    return int(min(16384, max(256, BLOCK_ELEMENTS // max(1, n_centers))))
+
+
+def row_blocks(n_rows: int, n_centers: int):
+    """Yield ``slice`` objects covering ``range(n_rows)`` in blocks."""
+    step = block_rows(n_centers)
+    for lo in range(0, n_rows, step):
+        yield slice(lo, min(lo + step, n_rows))
+
+
+def partial_distances(X: np.ndarray, centers: np.ndarray, centers_sq: np.ndarray) -> np.ndarray:
+    """``||c||^2 - 2 x.c`` for every row and center, through one BLAS product.
+
+    Adding ``||x||^2`` gives the squared Euclidean distance; the argmin does not need it.
+    """
+    D = X @ centers.T
+    D *= -2
+    D += centers_sq
+    return D
+
+
+def nearest(X: np.ndarray, centers: np.ndarray, centers_sq: np.ndarray | None = None):
+    """Nearest center and squared distance to it, for the rows of one block."""
+    if centers_sq is None:
+        centers_sq = np.einsum("ij,ij->i", centers, centers)
+    D = partial_distances(X, centers, centers_sq)
+    labels = D.argmin(axis=1)
+    dist = D[np.arange(D.shape[0]), labels]
+    dist += np.einsum("ij,ij->i", X, X)
+    np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
+    return labels.astype(np.int32, copy=False), dist
+
+
+def _cluster_sums(X: np.ndarray, labels: np.ndarray, weights, n_clusters: int) -> np.ndarray:
+    """Per-cluster weighted sums of rows, as a sparse one-hot (CSC, no sorting) times X.
+
+    Linear in the block size whatever ``n_clusters``; much faster than ``np.add.at``.
+    """
+    n = X.shape[0]
+    values = np.ones(n, X.dtype) if weights is None else weights.astype(X.dtype, copy=False)
+    onehot = sp.csc_matrix(
+        (values, labels, np.arange(n + 1, dtype=np.int32)), shape=(n_clusters, n)
+    )
+    return onehot @ X
+
+
+# --- Lloyd -----------------------------------------------------------------------------
+
+
+class LloydStats(NamedTuple):
+    """Statistics of one Lloyd step over some rows; combine by addition."""
+
+    sums: np.ndarray  # (k, d) float64: weighted sum of the rows assigned to each center
+    weights: np.ndarray  # (k,) float64: total weight assigned to each center
+    inertia: float  # weighted sum of squared distances to the nearest center
+
+
+class LloydParams(NamedTuple):
+    centers: np.ndarray  # (k, d), in the dtype of X
+    update_centers: bool = True  # False: inertia only (the final assignment pass)
+
+
+def lloyd_chunk(block: np.ndarray, params: LloydParams, start: int) -> LloydStats:
+    """One Lloyd step's statistics for an unweighted chunk."""
+    return _lloyd(block, None, params)
+
+
+def lloyd_chunk_weighted(
+    block: np.ndarray, sample_weight: np.ndarray, params: LloydParams, start: int
+) -> LloydStats:
+    """One Lloyd step's statistics for a chunk with sample weights."""
+    return _lloyd(block, sample_weight, params)
+
+
+def _lloyd(block, sample_weight, params: LloydParams) -> LloydStats:
+    centers = params.centers.astype(block.dtype, copy=False)
+    k, d = centers.shape
+    centers_sq = np.einsum("ij,ij->i", centers, centers)
+    sums = np.zeros((k, d), np.float64)
+    weights = np.zeros(k, np.float64)
+    inertia = 0.0
+    for rows in row_blocks(block.shape[0], k):
+        X = block[rows]
+        w = None if sample_weight is None else sample_weight[rows]
+        labels, dist = nearest(X, centers, centers_sq)
+        inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w.astype(np.float64))
+        if params.update_centers:
+            sums += _cluster_sums(X, labels, w, k)
+            weights += np.bincount(labels, weights=w, minlength=k)
+    return LloydStats(sums, weights, inertia)
+
+
+class Farthest(NamedTuple):
+    """The rows farthest from their assigned centers, for empty-cluster relocation."""
+
+    distances: np.ndarray  # (m,)
+    rows: np.ndarray  # (m,) global row index
+    labels: np.ndarray  # (m,) assigned center
+    weights: np.ndarray  # (m,) sample weight
+    points: np.ndarray  # (m, d)
+
+    def combine(self, other: Farthest) -> Farthest:
+        return _top(
+            Farthest(*(np.concatenate(pair) for pair in zip(self, other, strict=False))),
+            len(self.rows),
+        )
+
+    def all_finite(self) -> bool:
+        return bool(np.isfinite(self.distances).all())
+
+
+def _top(f: Farthest, m: int) -> Farthest:
+    if len(f.distances) <= m:
+        return f
+    # Largest distances first; ties broken by global row so the choice ignores chunking.
+    order = np.lexsort((f.rows, -f.distances))[:m]
+    return Farthest(*(a[order] for a in f))
+
+
+def farthest_chunk(block, *rest) -> Farthest:
+    """The ``n_far`` rows of a chunk farthest from their nearest center (as in scikit-learn's
+    relocation rule: squared distance to the assigned center of the previous step)."""
+    *weights, (centers, n_far), start = rest
+    w = weights[0] if weights else np.ones(block.shape[0], block.dtype)
+    centers = centers.astype(block.dtype, copy=False)
+    best = None
+    for rows in row_blocks(block.shape[0], len(centers)):
+        labels, dist = nearest(block[rows], centers)
+        part = Farthest(
+            dist.astype(np.float64),
+            np.arange(rows.start, rows.stop) + start,
+            labels,
+            w[rows].astype(np.float64),
+            block[rows].astype(np.float64),
+        )
+        part = _top(part, n_far)
+        best = part if best is None else best.combine(part)
+    return best
+
+
+# --- predict / transform ---------------------------------------------------------------
+
+
+def labels_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest center for every row."""
+    centers = centers.astype(block.dtype, copy=False)
+    centers_sq = np.einsum("ij,ij->i", centers, centers)
+    out = np.empty(block.shape[0], np.int32)
+    for rows in row_blocks(block.shape[0], len(centers)):
+        out[rows] = partial_distances(block[rows], centers, centers_sq).argmin(axis=1)
+    return out
+
+
+def distances_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Euclidean distance from every row to every center (scikit-learn's ``transform``)."""
+    centers = centers.astype(block.dtype, copy=False)
+    centers_sq = np.einsum("ij,ij->i", centers, centers)
+    out = np.empty((block.shape[0], len(centers)), block.dtype)
+    for rows in row_blocks(block.shape[0], len(centers)):
+        X = block[rows]
+        D = partial_distances(X, centers, centers_sq)
+        D += np.einsum("ij,ij->i", X, X)[:, None]
+        np.maximum(D, 0, out=D)
+        out[rows] = np.sqrt(D)
+    return out
+
+
+# --- column moments (for scikit-learn's variance-scaled tol) ----------------------------
+
+
+class ColumnMoments(NamedTuple):
+    """Unweighted per-column moments around a fixed shift; combine by addition."""
+
+    count: int
+    sum: np.ndarray  # (d,) sum of (x - shift)
+    sum_sq: np.ndarray  # (d,) sum of (x - shift)^2
+
+    def variance(self) -> np.ndarray:
+        mean = self.sum / self.count
+        return np.maximum(self.sum_sq / self.count - mean**2, 0.0)
+
+
+def column_moments_chunk(block: np.ndarray, shift: np.ndarray, start: int) -> ColumnMoments:
+    """Column moments around ``shift``; the shift (e.g. the mean of the initial centers)
+    keeps ``E[(x-s)^2] - E[x-s]^2`` exact for data far from the origin."""
+    total = np.zeros(block.shape[1])
+    total_sq = np.zeros(block.shape[1])
+    for rows in row_blocks(block.shape[0], block.shape[1]):
+        X = block[rows].astype(np.float64) - shift
+        total += X.sum(axis=0)
+        total_sq += np.einsum("ij,ij->j", X, X)
+    return ColumnMoments(block.shape[0], total, total_sq)
+
+
+# --- k-means|| --------------------------------------------------------------------------
+
+
+class ParallelRoundParams(NamedTuple):
+    candidates: np.ndarray  # (m, d) float64: the candidate centers so far
+    oversampling: float  # l: expected number of new candidates per round
+    seed: int
+    round: int
+
+
+class Sampled(NamedTuple):
+    """One k-means|| round: the cost so far and the rows that may be sampled.
+
+    Row ``x`` is sampled with probability ``min(1, l w(x) d^2(x) / phi)`` by drawing
+    ``u(x)`` uniform in (0, 1] from the row-keyed stream and keeping it when its key
+    ``l w(x) d^2(x) / u(x)`` exceeds ``phi``. ``phi`` is the total cost, known only after the
+    reduction, but partial costs are lower bounds of it, so each combine can drop the rows
+    whose key does not exceed the partial cost: the root holds exactly the sample.
+    """
+
+    cost: float
+    keys: np.ndarray  # (m,)
+    rows: np.ndarray  # (m,) global row index
+    points: np.ndarray  # (m, d) float64
+
+    def combine(self, other: Sampled) -> Sampled:
+        cost = self.cost + other.cost
+        keys = np.concatenate([self.keys, other.keys])
+        keep = keys > cost
+        return Sampled(
+            cost,
+            keys[keep],
+            np.concatenate([self.rows, other.rows])[keep],
+            np.concatenate([self.points, other.points])[keep],
+        )
+
+    def all_finite(self) -> bool:
+        return bool(np.isfinite(self.cost))
+
+
+#: Stream keys (see bigclust._random).
+KEY_PARALLEL_ROUND = 11
+
+
+def parallel_round_chunk(block, *rest) -> Sampled:
+    """Cost of a chunk against the current candidates, and its rows that may be sampled."""
+    *weights, params, start = rest
+    candidates = params.candidates.astype(block.dtype, copy=False)
+    w = weights[0].astype(np.float64) if weights else None
+    u = 1.0 - _random.rows_random(
+        params.seed,
+        (KEY_PARALLEL_ROUND, params.round),
+        start,
+        start + block.shape[0],
+        lambda rng, m: rng.random(m),
+    )
+    cost = 0.0
+    keys, rows = [], []
+    centers_sq = np.einsum("ij,ij->i", candidates, candidates)
+    for r in row_blocks(block.shape[0], len(candidates)):
+        _, dist = nearest(block[r], candidates, centers_sq)
+        dist = dist.astype(np.float64)
+        if w is not None:
+            dist *= w[r]
+        cost += float(dist.sum())
+        key = params.oversampling * dist / u[r]
+        keep = np.flatnonzero(key > cost)  # running cost <= final cost: a superset
+        keys.append(key[keep])
+        rows.append(keep + r.start)
+    keys, local = np.concatenate(keys), np.concatenate(rows)
+    keep = keys > cost
+    keys, local = keys[keep], local[keep]
+    return Sampled(cost, keys, local + start, block[local].astype(np.float64))
+
+
+def nearest_weights_chunk(block, *rest) -> np.ndarray:
+    """Total sample weight closest to each candidate (the k-means|| weighting pass)."""
+    *weights, candidates, _start = rest
+    candidates = candidates.astype(block.dtype, copy=False)
+    centers_sq = np.einsum("ij,ij->i", candidates, candidates)
+    counts = np.zeros(len(candidates))
+    for r in row_blocks(block.shape[0], len(candidates)):
+        labels = partial_distances(block[r], candidates, centers_sq).argmin(axis=1)
+        counts += np.bincount(
+            labels, weights=weights[0][r] if weights else None, minlength=len(candidates)
+        )
+    return counts
+
+
+# --- greedy k-means++ -------------------------------------------------------------------
+
+
+class PlusPlusParams(NamedTuple):
+    centers: np.ndarray  # (j, d) float64: centers chosen so far
+    trials: np.ndarray  # (t, d) float64: candidates for the next center
+    n_next_trials: int  # s: candidates to draw for the center after
+    seed: int
+    step: int
+
+
+class PlusPlusStats(NamedTuple):
+    """For each trial: the potential if it were chosen, and the next trials drawn as if it were.
+
+    Sampling row ``x`` with probability proportional to ``w(x) D(x)`` is an exponential race:
+    the row with the smallest ``E(x) / (w(x) D(x))`` wins, ``E`` exponential from the row-keyed
+    stream. Each race is a per-row minimum, so chunks combine by ``min`` and the global
+    potential is never needed inside the pass. Races share their ``E`` across trials: only
+    the branch of the chosen trial is ever used.
+    """
+
+    potential: np.ndarray  # (t,)
+    score: np.ndarray  # (t, s) best race score
+    rows: np.ndarray  # (t, s) winning global row (-1: none)
+    points: np.ndarray  # (t, s, d) winning row
+
+    def combine(self, other: PlusPlusStats) -> PlusPlusStats:
+        better = (other.score < self.score) | (
+            (other.score == self.score) & (other.rows < self.rows) & (other.rows >= 0)
+        )
+        return PlusPlusStats(
+            self.potential + other.potential,
+            np.where(better, other.score, self.score),
+            np.where(better, other.rows, self.rows),
+            np.where(better[..., None], other.points, self.points),
+        )
+
+    def all_finite(self) -> bool:
+        return bool(np.isfinite(self.potential).all())
+
+
+KEY_PLUSPLUS = 12
+
+
+def plusplus_chunk(block, *rest) -> PlusPlusStats:
+    """One greedy k-means++ step over a chunk (see :class:`PlusPlusStats`)."""
+    *weights, params, start = rest
+    centers = params.centers.astype(block.dtype, copy=False)
+    trials = params.trials.astype(block.dtype, copy=False)
+    n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
+    w = weights[0].astype(np.float64) if weights else None
+    exp = _random.rows_random(
+        params.seed,
+        (KEY_PLUSPLUS, params.step),
+        start,
+        start + block.shape[0],
+        lambda rng, m: rng.standard_exponential((m, s)),
+    )
+    both = np.vstack([centers, trials])
+    both_sq = np.einsum("ij,ij->i", both, both)
+    potential = np.zeros(n_trials)
+    score = np.full((n_trials, s), np.inf)
+    rows = np.full((n_trials, s), -1, np.int64)
+    points = np.zeros((n_trials, s, d))
+    for r in row_blocks(block.shape[0], len(both)):
+        X = block[r]
+        D = partial_distances(X, both, both_sq)
+        D += np.einsum("ij,ij->i", X, X)[:, None]
+        np.maximum(D, 0, out=D)
+        D = D.astype(np.float64)
+        current = D[:, : len(centers)].min(axis=1)
+        with_trial = np.minimum(current[:, None], D[:, len(centers) :])  # (b, t)
+        if w is not None:
+            with_trial *= w[r, None]
+        potential += with_trial.sum(axis=0)
+        with np.errstate(divide="ignore"):
+            race = exp[r][:, None, :] / with_trial[:, :, None]  # (b, t, s)
+        best = race.argmin(axis=0)  # (t, s)
+        best_score = np.take_along_axis(race, best[None], axis=0)[0]
+        better = best_score < score
+        score = np.where(better, best_score, score)
+        rows = np.where(better, best + r.start + start, rows)
+        points = np.where(better[..., None], X[best].astype(np.float64), points)
+    return PlusPlusStats(potential, score, rows, points)
+
+
+def lloyd_and_moments_chunk(block, *rest):
+    """The first Lloyd pass also collects column moments (for the variance-scaled ``tol``),
+    so that no separate pass reads the data."""
+    *weights, (lloyd_params, shift), start = rest
+    return (
+        _lloyd(block, weights[0] if weights else None, lloyd_params),
+        column_moments_chunk(block, shift, start),
+    )
