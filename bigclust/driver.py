@@ -99,7 +99,9 @@ def _first_nonfinite_row(block: np.ndarray) -> int | None:
 
 def _run_kernel(kernel, block, *rest, check_finite: bool):
     *aligned, params, start = rest
-    stats = kernel(block, *aligned, params, start)
+    # NaN/inf are reported below with their row; numpy's warnings about them are noise.
+    with np.errstate(invalid="ignore", over="ignore"):
+        stats = kernel(block, *aligned, params, start)
     bad = None
     # Cheap detection: NaN/inf in the data makes the kernel's float statistics non-finite,
     # so the block is scanned only when they are, never on a clean pass.

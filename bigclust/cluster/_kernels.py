@@ -32,27 +32,51 @@ def row_blocks(n_rows: int, n_centers: int):
         yield slice(lo, min(lo + step, n_rows))
 
 
-def partial_distances(X: np.ndarray, centers: np.ndarray, centers_sq: np.ndarray) -> np.ndarray:
+def _partial_distances(X, minus_2_centers_t, centers_sq):
     """``||c||^2 - 2 x.c`` for every row and center, through one BLAS product.
 
     Adding ``||x||^2`` gives the squared Euclidean distance; the argmin does not need it.
     """
-    D = X @ centers.T
-    D *= -2
+    D = X @ minus_2_centers_t  # the factor -2 folded into the small matrix, not the big one
     D += centers_sq
     return D
 
 
-def nearest(X: np.ndarray, centers: np.ndarray, centers_sq: np.ndarray | None = None):
+class Nearest:
+    """Nearest-center search against fixed centers, prepared once per chunk."""
+
+    def __init__(self, centers: np.ndarray, dtype: np.dtype):
+        centers = centers.astype(dtype, copy=False)
+        self.n_centers = len(centers)
+        self.minus_2_centers_t = np.ascontiguousarray(-2 * centers.T)
+        self.centers_sq = np.einsum("ij,ij->i", centers, centers)
+
+    def partial(self, X: np.ndarray) -> np.ndarray:
+        """``||c||^2 - 2 x.c``: squared distances less ``||x||^2``."""
+        return _partial_distances(X, self.minus_2_centers_t, self.centers_sq)
+
+    def squared(self, X: np.ndarray) -> np.ndarray:
+        """Squared distances from every row to every center, clamped at 0."""
+        D = self.partial(X)
+        D += np.einsum("ij,ij->i", X, X)[:, None]
+        return np.maximum(D, 0, out=D)
+
+    def labels(self, X: np.ndarray) -> np.ndarray:
+        return self.partial(X).argmin(axis=1).astype(np.int32, copy=False)
+
+    def __call__(self, X: np.ndarray):
+        """Nearest center and squared distance to it, for the rows of one block."""
+        D = self.partial(X)
+        labels = D.argmin(axis=1)
+        dist = np.take_along_axis(D, labels[:, None], axis=1)[:, 0]
+        dist += np.einsum("ij,ij->i", X, X)
+        np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
+        return labels.astype(np.int32, copy=False), dist
+
+
+def nearest(X: np.ndarray, centers: np.ndarray):
     """Nearest center and squared distance to it, for the rows of one block."""
-    if centers_sq is None:
-        centers_sq = np.einsum("ij,ij->i", centers, centers)
-    D = partial_distances(X, centers, centers_sq)
-    labels = D.argmin(axis=1)
-    dist = D[np.arange(D.shape[0]), labels]
-    dist += np.einsum("ij,ij->i", X, X)
-    np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
-    return labels.astype(np.int32, copy=False), dist
+    return Nearest(centers, X.dtype)(X)
 
 
 def _cluster_sums(X: np.ndarray, labels: np.ndarray, weights, n_clusters: int) -> np.ndarray:
@@ -97,16 +121,15 @@ def lloyd_chunk_weighted(
 
 
 def _lloyd(block, sample_weight, params: LloydParams) -> LloydStats:
-    centers = params.centers.astype(block.dtype, copy=False)
-    k, d = centers.shape
-    centers_sq = np.einsum("ij,ij->i", centers, centers)
+    k, d = params.centers.shape
+    search = Nearest(params.centers, block.dtype)
     sums = np.zeros((k, d), np.float64)
     weights = np.zeros(k, np.float64)
     inertia = 0.0
     for rows in row_blocks(block.shape[0], k):
         X = block[rows]
         w = None if sample_weight is None else sample_weight[rows]
-        labels, dist = nearest(X, centers, centers_sq)
+        labels, dist = search(X)
         inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w.astype(np.float64))
         if params.update_centers:
             sums += _cluster_sums(X, labels, w, k)
@@ -146,10 +169,10 @@ def farthest_chunk(block, *rest) -> Farthest:
     relocation rule: squared distance to the assigned center of the previous step)."""
     *weights, (centers, n_far), start = rest
     w = weights[0] if weights else np.ones(block.shape[0], block.dtype)
-    centers = centers.astype(block.dtype, copy=False)
+    search = Nearest(centers, block.dtype)
     best = None
     for rows in row_blocks(block.shape[0], len(centers)):
-        labels, dist = nearest(block[rows], centers)
+        labels, dist = search(block[rows])
         part = Farthest(
             dist.astype(np.float64),
             np.arange(rows.start, rows.stop) + start,
@@ -167,25 +190,19 @@ def farthest_chunk(block, *rest) -> Farthest:
 
 def labels_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Index of the nearest center for every row."""
-    centers = centers.astype(block.dtype, copy=False)
-    centers_sq = np.einsum("ij,ij->i", centers, centers)
+    search = Nearest(centers, block.dtype)
     out = np.empty(block.shape[0], np.int32)
     for rows in row_blocks(block.shape[0], len(centers)):
-        out[rows] = partial_distances(block[rows], centers, centers_sq).argmin(axis=1)
+        out[rows] = search.labels(block[rows])
     return out
 
 
 def distances_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Euclidean distance from every row to every center (scikit-learn's ``transform``)."""
-    centers = centers.astype(block.dtype, copy=False)
-    centers_sq = np.einsum("ij,ij->i", centers, centers)
+    search = Nearest(centers, block.dtype)
     out = np.empty((block.shape[0], len(centers)), block.dtype)
     for rows in row_blocks(block.shape[0], len(centers)):
-        X = block[rows]
-        D = partial_distances(X, centers, centers_sq)
-        D += np.einsum("ij,ij->i", X, X)[:, None]
-        np.maximum(D, 0, out=D)
-        out[rows] = np.sqrt(D)
+        out[rows] = np.sqrt(search.squared(block[rows]))
     return out
 
 
@@ -263,7 +280,7 @@ KEY_PARALLEL_ROUND = 11
 def parallel_round_chunk(block, *rest) -> Sampled:
     """Cost of a chunk against the current candidates, and its rows that may be sampled."""
     *weights, params, start = rest
-    candidates = params.candidates.astype(block.dtype, copy=False)
+    candidates = params.candidates
     w = weights[0].astype(np.float64) if weights else None
     u = 1.0 - _random.rows_random(
         params.seed,
@@ -274,9 +291,9 @@ def parallel_round_chunk(block, *rest) -> Sampled:
     )
     cost = 0.0
     keys, rows = [], []
-    centers_sq = np.einsum("ij,ij->i", candidates, candidates)
+    search = Nearest(candidates, block.dtype)
     for r in row_blocks(block.shape[0], len(candidates)):
-        _, dist = nearest(block[r], candidates, centers_sq)
+        _, dist = search(block[r])
         dist = dist.astype(np.float64)
         if w is not None:
             dist *= w[r]
@@ -294,11 +311,10 @@ def parallel_round_chunk(block, *rest) -> Sampled:
 def nearest_weights_chunk(block, *rest) -> np.ndarray:
     """Total sample weight closest to each candidate (the k-means|| weighting pass)."""
     *weights, candidates, _start = rest
-    candidates = candidates.astype(block.dtype, copy=False)
-    centers_sq = np.einsum("ij,ij->i", candidates, candidates)
+    search = Nearest(candidates, block.dtype)
     counts = np.zeros(len(candidates))
     for r in row_blocks(block.shape[0], len(candidates)):
-        labels = partial_distances(block[r], candidates, centers_sq).argmin(axis=1)
+        labels = search.labels(block[r])
         counts += np.bincount(
             labels, weights=weights[0][r] if weights else None, minlength=len(candidates)
         )
@@ -352,8 +368,7 @@ KEY_PLUSPLUS = 12
 def plusplus_chunk(block, *rest) -> PlusPlusStats:
     """One greedy k-means++ step over a chunk (see :class:`PlusPlusStats`)."""
     *weights, params, start = rest
-    centers = params.centers.astype(block.dtype, copy=False)
-    trials = params.trials.astype(block.dtype, copy=False)
+    centers, trials = params.centers, params.trials
     n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
     w = weights[0].astype(np.float64) if weights else None
     exp = _random.rows_random(
@@ -363,18 +378,14 @@ def plusplus_chunk(block, *rest) -> PlusPlusStats:
         start + block.shape[0],
         lambda rng, m: rng.standard_exponential((m, s)),
     )
-    both = np.vstack([centers, trials])
-    both_sq = np.einsum("ij,ij->i", both, both)
+    search = Nearest(np.vstack([centers, trials]), block.dtype)
     potential = np.zeros(n_trials)
     score = np.full((n_trials, s), np.inf)
     rows = np.full((n_trials, s), -1, np.int64)
     points = np.zeros((n_trials, s, d))
-    for r in row_blocks(block.shape[0], len(both)):
+    for r in row_blocks(block.shape[0], search.n_centers):
         X = block[r]
-        D = partial_distances(X, both, both_sq)
-        D += np.einsum("ij,ij->i", X, X)[:, None]
-        np.maximum(D, 0, out=D)
-        D = D.astype(np.float64)
+        D = search.squared(X).astype(np.float64)
         current = D[:, : len(centers)].min(axis=1)
         with_trial = np.minimum(current[:, None], D[:, len(centers) :])  # (b, t)
         if w is not None:
