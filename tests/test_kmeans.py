@@ -276,7 +276,8 @@ def test_bad_init(blobs):
     X, init = blobs
     with pytest.raises(ValueError, match=r"init has shape \(5, 4\); expected \(n_clusters=6"):
         KMeans(N_CLUSTERS, init=init[:5]).fit(X)
-    with pytest.raises(ValueError, match=re.escape("unknown init 'kmeans'; valid: 'k-means||', 'k-means++'")):
+    valid = re.escape("unknown init 'kmeans'; valid: 'k-means||', 'k-means++', 'random'")
+    with pytest.raises(ValueError, match=valid):
         KMeans(N_CLUSTERS, init="kmeans").fit(X)
     nan_init = init.copy()
     nan_init[0, 0] = np.nan
