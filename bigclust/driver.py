@@ -29,6 +29,8 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from bigclust._errors import NonFiniteInputError, NonFiniteRow
+
 __all__ = [
     "NonFiniteInputError",
     "active_client",
@@ -40,17 +42,6 @@ __all__ = [
 
 #: Children per node of the reduction tree.
 SPLIT_EVERY = 8
-
-
-class NonFiniteInputError(ValueError):
-    """The input holds NaN or infinity; ``row`` is the first offending global row found."""
-
-    def __init__(self, what: str, row: int, chunk: tuple[int, int]):
-        self.row, self.chunk = row, chunk
-        super().__init__(
-            f"{what} contains NaN or infinity: first found in row {row} "
-            f"(chunk of rows {chunk[0]}-{chunk[1] - 1}). Remove or impute non-finite values."
-        )
 
 
 def combine(a: Any, b: Any) -> Any:
@@ -198,6 +189,14 @@ def map_reduce(
     return result.stats
 
 
+def _run_rowwise(block, params, kernel, what, block_info=None):
+    try:
+        return kernel(block, params)
+    except NonFiniteRow as bad:
+        ((start, stop), *_) = block_info[0]["array-location"]
+        raise NonFiniteInputError(what, start + bad.local_row, (start, stop)) from None
+
+
 def map_blocks_lazy(
     kernel: Callable[..., np.ndarray],
     X: da.Array,
@@ -205,18 +204,24 @@ def map_blocks_lazy(
     params: Any = None,
     dtype: np.dtype,
     n_columns: int | None = None,
+    what: str = "X",
 ) -> da.Array:
     """Lazily apply a row-wise kernel, ``kernel(block, params) -> array``, to every chunk.
 
     The result has one row per input row: 1-D (``n_columns=None``), e.g. labels, or 2-D with
-    ``n_columns`` columns, e.g. distances. Used for outputs that follow a Dask input.
+    ``n_columns`` columns, e.g. distances. Used for outputs that follow a Dask input. A kernel
+    that meets a non-finite row raises ``bigclust._errors.NonFiniteRow(local_row)``; the user
+    sees :class:`NonFiniteInputError` naming the global row.
     """
     shared = _broadcast(params)
     if n_columns is None:
         return da.map_blocks(
-            kernel, X, shared, dtype=dtype, drop_axis=1, chunks=(X.chunks[0],)
+            _run_rowwise, X, shared, kernel, what, dtype=dtype, drop_axis=1,
+            chunks=(X.chunks[0],),
         )
-    return da.map_blocks(kernel, X, shared, dtype=dtype, chunks=(X.chunks[0], (n_columns,)))
+    return da.map_blocks(
+        _run_rowwise, X, shared, kernel, what, dtype=dtype, chunks=(X.chunks[0], (n_columns,))
+    )
 
 
 def active_client():

@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
+    "InputDtypeError",
     "NpyFile",
     "StoreNotFoundError",
     "as_dask_array",
@@ -34,6 +35,13 @@ __all__ = [
 #: Default size of one row chunk. Tens of MiB amortise the per-task overhead of a
 #: distributed scheduler while keeping (chunk bytes x threads) small on every worker.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+
+class InputDtypeError(TypeError, ValueError):
+    """The input's dtype is not real numeric (complex, boolean, strings, objects).
+
+    A ``TypeError`` (what it is) and a ``ValueError`` (what scikit-learn raises for it).
+    """
 
 
 class StoreNotFoundError(FileNotFoundError, ValueError):
@@ -89,9 +97,14 @@ def check_dtype(dtype: np.dtype, what: str = "X") -> np.dtype:
         return dtype
     if dtype.kind in "iuf":
         return np.dtype(np.float64)
-    names = {"b": "boolean", "c": "complex", "O": "object", "U": "string", "S": "bytes"}
+    if dtype.kind == "c":
+        raise InputDtypeError(
+            f"Complex data not supported: {what} has dtype {dtype}; expected a real numeric "
+            "dtype (float32, float64 or an integer type)."
+        )
+    names = {"b": "boolean", "O": "object", "U": "string", "S": "bytes"}
     kind = names.get(dtype.kind, f"non-numeric ({dtype})")
-    raise TypeError(
+    raise InputDtypeError(
         f"{what} has dtype {dtype} ({kind}); expected a real numeric dtype "
         "(float32, float64 or an integer type)."
     )
@@ -222,7 +235,10 @@ def as_dask_array(
     source = _open(X, storage_options, what)
     shape = tuple(source.shape)
     if len(shape) != 2:
-        hint = " Reshape 1-D data with X.reshape(-1, 1)." if len(shape) == 1 else ""
+        hint = (
+            " Reshape your data either using X.reshape(-1, 1) if it has a single feature or "
+            "X.reshape(1, -1) if it contains a single sample." if len(shape) == 1 else ""
+        )
         raise ValueError(f"{what} should be 2-D (n_samples, n_features); got shape {shape}.{hint}")
     if any(isinstance(s, float) and np.isnan(s) for s in shape):
         raise ValueError(
@@ -230,10 +246,11 @@ def as_dask_array(
             "X.compute_chunk_sizes() before passing it."
         )
     n_samples, n_features = shape
-    if n_samples == 0 or n_features == 0:
-        raise ValueError(
-            f"{what} has shape {shape}; at least one sample and one feature are required."
-        )
+    for count, name in ((n_samples, "sample"), (n_features, "feature")):
+        if count == 0:
+            raise ValueError(
+                f"{what} has 0 {name}(s) (shape={shape}) while a minimum of 1 is required."
+            )
     dtype = check_dtype(source.dtype, what)
     rows = _rows(rows_per_chunk, chunk_bytes, n_features, dtype.itemsize, n_samples)
 
@@ -277,22 +294,42 @@ def _open(X: Any, storage_options: dict | None, what: str):
         described = NpyFile.from_memmap(X)
         return described if described is not None else np.asarray(X)
     if isinstance(X, np.ndarray):
-        return X
+        return _numeric_objects(X, what) if X.dtype == object else X
     if _is_zarr_array(X):
         return X
     if isinstance(X, (str, os.PathLike)):
         return _open_path(os.fspath(X), storage_options, what)
-    if isinstance(X, (list, tuple)):
+    if _is_sparse(X):
+        raise TypeError(
+            f"A sparse matrix was passed as {what}, but dense data is required: sparse input "
+            "is not supported. Use X.toarray() to convert it to a dense NumPy array."
+        )
+    if isinstance(X, (list, tuple)) or hasattr(X, "__array__"):
         try:
-            return np.asarray(X)
+            array = np.asarray(X)
         except ValueError as err:
             raise ValueError(f"{what} is a ragged sequence: {err}") from None
-    if hasattr(X, "__array__") and hasattr(X, "shape") and hasattr(X, "dtype"):
-        return np.asarray(X)
+        return _numeric_objects(array, what) if array.dtype == object else array
     raise TypeError(
         f"{what} of type {type(X).__name__} is not supported; pass a NumPy array, an "
         "np.memmap or .npy path, a zarr.Array or Zarr path/URL, or a Dask array."
     )
+
+
+def _is_sparse(X: Any) -> bool:
+    import scipy.sparse
+
+    return scipy.sparse.issparse(X)
+
+
+def _numeric_objects(X: np.ndarray, what: str) -> np.ndarray:
+    """An object array of numbers (e.g. from a mixed DataFrame) becomes float64."""
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputDtypeError(
+            f"{what} has dtype object with non-numeric values ({err}); expected real numbers."
+        ) from None
 
 
 def _open_path(path: str, storage_options: dict | None, what: str):

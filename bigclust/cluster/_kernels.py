@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bigclust import _random
+from bigclust._errors import NonFiniteRow
 
 #: Elements of one block's distance matrix (rows x centers): 2**18 floats is 1-2 MiB.
 BLOCK_ELEMENTS = 1 << 18
@@ -188,12 +189,22 @@ def farthest_chunk(block, *rest) -> Farthest:
 # --- predict / transform ---------------------------------------------------------------
 
 
+def _check_finite_rows(values: np.ndarray, X: np.ndarray, offset: int) -> None:
+    """Raise ``NonFiniteRow`` if ``values`` (derived from the rows of X) are not finite."""
+    if not np.isfinite(values).all():
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        raise NonFiniteRow(offset + int(bad[0]) if bad.size else offset)
+
+
 def labels_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Index of the nearest center for every row."""
     search = Nearest(centers, block.dtype)
     out = np.empty(block.shape[0], np.int32)
     for rows in row_blocks(block.shape[0], len(centers)):
-        out[rows] = search.labels(block[rows])
+        D = search.partial(block[rows])
+        labels = D.argmin(axis=1)
+        _check_finite_rows(np.take_along_axis(D, labels[:, None], axis=1), block[rows], rows.start)
+        out[rows] = labels
     return out
 
 
@@ -202,7 +213,9 @@ def distances_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
     search = Nearest(centers, block.dtype)
     out = np.empty((block.shape[0], len(centers)), block.dtype)
     for rows in row_blocks(block.shape[0], len(centers)):
-        out[rows] = np.sqrt(search.squared(block[rows]))
+        D = search.squared(block[rows])
+        _check_finite_rows(D, block[rows], rows.start)
+        out[rows] = np.sqrt(D)
     return out
 
 

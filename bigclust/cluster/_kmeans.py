@@ -405,16 +405,17 @@ def _check_sample_weight(sample_weight, X: da.Array) -> da.Array | None:
             f"sample_weight has shape {weights.shape}; expected ({n},), one weight per sample."
         )
     if isinstance(weights, np.ndarray):
-        _check_weight_values(weights.min(), np.isfinite(weights).all())
+        _check_weight_values(weights.min(), weights.max(), np.isfinite(weights).all())
         return da.from_array(weights, chunks=(X.chunks[0],))
     weights = weights.astype(np.float64).rechunk((X.chunks[0],))
-    lowest, finite = da.compute(weights.min(), da.isfinite(weights).all())
-    _check_weight_values(lowest, finite)
+    _check_weight_values(*da.compute(weights.min(), weights.max(), da.isfinite(weights).all()))
     return weights
 
 
-def _check_weight_values(lowest, finite):
+def _check_weight_values(lowest, highest, finite):
     if not finite:
         raise ValueError("sample_weight contains NaN or infinity.")
     if lowest < 0:
         raise ValueError(f"sample_weight has negative values (minimum {lowest}).")
+    if highest == 0:
+        raise ValueError("sample_weight is all zero: at least one weight must be positive.")
