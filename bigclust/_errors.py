@@ -14,7 +14,7 @@ class NonFiniteInputError(ValueError):
         )
 
 
-class NonFiniteRow(Exception):  # noqa: N818 - internal signal, converted before users see it
+class NonFiniteRow(Exception):
     """Raised by a row-wise kernel at a non-finite row, by index within its chunk; the driver
     turns it into :class:`NonFiniteInputError` with the global row."""
 
