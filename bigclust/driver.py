@@ -236,13 +236,23 @@ def active_client():
 
 
 def keep_in_memory(X: da.Array, source: Any) -> da.Array:
-    """Persist ``X`` on the workers when it wraps an in-memory NumPy array and a distributed
-    client is active, so iterations do not ship the array with every graph."""
+    """Scatter the chunks of an in-memory NumPy input to the workers of an active distributed
+    client, once, so iterations do not ship the array inside every graph."""
     client = active_client()
     is_in_memory = isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
     if client is None or not is_in_memory:
         return X
-    return client.persist(X)
+    offsets = _row_offsets(X.chunks[0])
+    blocks = [
+        np.asarray(source[lo:hi], dtype=X.dtype) for lo, hi in zip(offsets[:-1], offsets[1:])
+    ]
+    futures = client.scatter(blocks)
+    return da.concatenate(
+        [
+            da.from_delayed(future, shape=block.shape, dtype=X.dtype)
+            for future, block in zip(futures, blocks)
+        ]
+    )
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,8 +263,9 @@ def as_dask_array(
             array = array.rechunk({1: n_features})
     elif _is_zarr_array(source):
         array = da.from_zarr(source, chunks=(rows, n_features))
-    else:
-        # NumPy arrays and NpyFile both slice like arrays; asarray=False keeps NpyFile reads.
+    elif isinstance(source, np.ndarray):
+        array = _wrap_numpy(source, rows)
+    else:  # NpyFile: tasks hold its path and offsets, and read their rows when they run
         array = da.from_array(source, chunks=(rows, n_features), asarray=False, fancy=False)
     if array.dtype != dtype:
         array = array.astype(dtype)
@@ -276,6 +278,15 @@ def _rows(rows_per_chunk, chunk_bytes, n_features, itemsize, n_samples) -> int:
             raise ValueError(f"rows_per_chunk={rows_per_chunk} should be >= 1.")
         return min(int(rows_per_chunk), n_samples)
     return _rows_per_chunk(n_features, itemsize, chunk_bytes, n_samples)
+
+
+def _wrap_numpy(X: np.ndarray, rows: int) -> da.Array:
+    """A Dask array whose chunks are views of X (``da.from_array`` copies the data)."""
+    name = "numpy-" + uuid.uuid4().hex
+    starts = range(0, X.shape[0], rows)
+    graph = {(name, i, 0): X[start : start + rows] for i, start in enumerate(starts)}
+    chunks = (tuple(min(rows, X.shape[0] - start) for start in starts), (X.shape[1],))
+    return da.Array(graph, name, chunks, dtype=X.dtype)
 
 
 def _is_zarr_array(obj: Any) -> bool:
