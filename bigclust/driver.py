@@ -20,6 +20,7 @@ those, or objects with their own ``combine(other)`` method.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -244,13 +245,13 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
         return X
     offsets = _row_offsets(X.chunks[0])
     blocks = [
-        np.asarray(source[lo:hi], dtype=X.dtype) for lo, hi in zip(offsets[:-1], offsets[1:])
+        np.asarray(source[lo:hi], dtype=X.dtype) for lo, hi in itertools.pairwise(offsets)
     ]
     futures = client.scatter(blocks)
     return da.concatenate(
         [
             da.from_delayed(future, shape=block.shape, dtype=X.dtype)
-            for future, block in zip(futures, blocks)
+            for future, block in zip(futures, blocks, strict=False)
         ]
     )
 
