@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 
+import dask
 import numpy as np
 
 from bigclust.datasets import CODECS, make_blobs, write_zarr
@@ -95,7 +96,98 @@ class MakeBlobs:
         return 0
 
 
-COMMANDS = {"make-blobs": MakeBlobs}
+def _add_kmeans_arguments(p):
+    from bigclust.cluster._init import INITS
+
+    p.add_argument("--n-clusters", type=int, default=8)
+    p.add_argument("--init", choices=INITS, default="k-means||")
+    p.add_argument("--n-init", default="auto", help="'auto' or a number of runs")
+    p.add_argument("--max-iter", type=int, default=300)
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true")
+
+
+def _kmeans_from_args(args):
+    from bigclust import KMeans
+
+    n_init = args.n_init if args.n_init == "auto" else int(args.n_init)
+    return KMeans(
+        args.n_clusters, init=args.init, n_init=n_init, max_iter=args.max_iter, tol=args.tol,
+        random_state=args.seed, verbose=int(args.verbose),
+    )
+
+
+class Cluster:
+    help = "fit KMeans to a Zarr array or .npy file and write the centers (and labels)"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("data", help="path or fsspec URL of a Zarr array, or a .npy file")
+        _add_kmeans_arguments(p)
+        p.add_argument("--centers-out", help="write the centers to this .npy file")
+        p.add_argument("--labels-out", help="write the labels to this new Zarr array")
+        p.add_argument("--persist", action="store_true",
+                       help="keep the data in worker memory between passes (if it fits)")
+        _add_scheduler_arguments(p)
+
+    @staticmethod
+    def run(args) -> int:
+        from bigclust import as_dask_array
+
+        with scheduler_from_args(args) as client:
+            X = as_dask_array(args.data)
+            if args.persist and client is not None:
+                X = client.persist(X)
+            start = time.perf_counter()
+            model = _kmeans_from_args(args).fit(X)
+            seconds = time.perf_counter() - start
+            print(f"KMeans(n_clusters={args.n_clusters}) on {X.shape[0]} x {X.shape[1]} "
+                  f"{X.dtype}: inertia {model.inertia_:.6g}, {model.n_iter_} iterations, "
+                  f"{seconds:.1f} s")
+            if args.centers_out:
+                np.save(args.centers_out, model.cluster_centers_)
+                print(f"centers written to {args.centers_out}")
+            if args.labels_out:
+                model.labels_.to_zarr(args.labels_out)
+                print(f"labels written to {args.labels_out}")
+        return 0
+
+
+class Demo:
+    help = "the main job on an embedded default: cluster generated blobs on a local cluster"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("--n-samples", type=int, default=1_000_000)
+        p.add_argument("--n-features", type=int, default=16)
+        p.add_argument("--centers", type=int, default=8, help="true number of blobs")
+        _add_kmeans_arguments(p)
+        _add_scheduler_arguments(p)
+
+    @staticmethod
+    def run(args) -> int:
+        from sklearn.metrics import adjusted_rand_score
+
+        X, y = make_blobs(args.n_samples, args.n_features, centers=args.centers,
+                          random_state=args.seed)
+        with scheduler_from_args(args) as client:
+            where = "threads" if client is None else f"{len(client.nthreads())} workers"
+            print(f"generated {X.shape[0]} x {X.shape[1]} {X.dtype} blobs "
+                  f"({X.nbytes / 1e6:.0f} MB, {args.centers} true clusters) on {where}")
+            if client is not None:
+                X = client.persist(X)
+            start = time.perf_counter()
+            model = _kmeans_from_args(args).fit(X)
+            seconds = time.perf_counter() - start
+            agreement = adjusted_rand_score(*dask.compute(y, model.labels_))
+        print(f"KMeans(n_clusters={args.n_clusters}, init={args.init!r}): "
+              f"{model.n_iter_} iterations in {seconds:.1f} s, inertia {model.inertia_:.6g}")
+        print(f"adjusted Rand index against the true blobs: {agreement:.4f}")
+        return 0
+
+
+COMMANDS = {"demo": Demo, "kmeans": Cluster, "make-blobs": MakeBlobs}
 
 
 def build_parser() -> argparse.ArgumentParser:

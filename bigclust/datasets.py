@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 
 from bigclust import _random
-from bigclust.io import DEFAULT_CHUNK_BYTES
+from bigclust.io import rows_per_chunk
 
 __all__ = ["CODECS", "make_blobs", "write_zarr"]
 
@@ -96,7 +96,8 @@ def make_blobs(
     dtype : dtype, default=np.float32
         Dtype of ``X``.
     chunk_rows : int, optional
-        Rows per chunk; by default about 64 MiB, rounded to a multiple of the random block.
+        Rows per chunk; by default the data layer's policy
+        (:func:`bigclust.io.rows_per_chunk`), rounded to a multiple of the random block.
     return_centers : bool, default=False
         Also return the centers.
 
@@ -138,8 +139,8 @@ def make_blobs(
         raise ValueError(f"weights should be {n_centers} non-negative numbers with a positive sum.")
     weights = weights / weights.sum()
     dtype = np.dtype(dtype)
-    if chunk_rows is None:
-        rows = max(1, DEFAULT_CHUNK_BYTES // (n_features * dtype.itemsize))
+    if chunk_rows is None:  # the data layer's policy, rounded to whole random blocks
+        rows = rows_per_chunk(n_features, dtype.itemsize, n_samples=n_samples)
         block = _random.BLOCK_ROWS
         chunk_rows = max(block, rows // block * block)
     chunk_rows = min(int(chunk_rows), n_samples)

@@ -37,6 +37,11 @@ __all__ = [
 #: distributed scheduler while keeping (chunk bytes x threads) small on every worker.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
+#: Data smaller than MIN_CHUNKS x DEFAULT_CHUNK_BYTES is still split into MIN_CHUNKS chunks
+#: (of at least MIN_CHUNK_BYTES), so every core of a small cluster has work.
+MIN_CHUNKS = 8
+MIN_CHUNK_BYTES = 2**20
+
 
 class InputDtypeError(TypeError, ValueError):
     """The input's dtype is not real numeric (complex, boolean, strings, objects).
@@ -64,8 +69,10 @@ def rows_per_chunk(
         Number of columns.
     itemsize : int
         Bytes per element of the array as the kernels see it.
-    chunk_bytes : int, default=DEFAULT_CHUNK_BYTES
-        Target size of one chunk.
+    chunk_bytes : int, default=None
+        Target size of one chunk. By default :data:`DEFAULT_CHUNK_BYTES`, and data smaller than
+        ``MIN_CHUNKS`` such chunks is split into ``MIN_CHUNKS`` chunks of at least
+        ``MIN_CHUNK_BYTES`` so that every core gets work.
     n_samples : int, optional
         When given, the result is capped at ``n_samples``.
 
@@ -74,13 +81,18 @@ def rows_per_chunk(
     int
         At least 1.
     """
-    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
-    if chunk_bytes <= 0:
-        raise ValueError(f"chunk_bytes={chunk_bytes} should be > 0.")
-    rows = max(1, chunk_bytes // max(1, n_features * itemsize))
+    row_bytes = max(1, n_features * itemsize)
+    if chunk_bytes is None:
+        rows = DEFAULT_CHUNK_BYTES // row_bytes
+        if n_samples is not None:  # small data: MIN_CHUNKS chunks, unless they get tiny
+            rows = min(rows, max(-(-n_samples // MIN_CHUNKS), MIN_CHUNK_BYTES // row_bytes))
+    else:
+        if int(chunk_bytes) <= 0:
+            raise ValueError(f"chunk_bytes={chunk_bytes} should be > 0.")
+        rows = int(chunk_bytes) // row_bytes
     if n_samples is not None:
-        rows = max(1, min(rows, n_samples))
-    return int(rows)
+        rows = min(rows, n_samples)
+    return int(max(1, rows))
 
 
 # ``as_dask_array`` takes an argument of the same name; keep a handle on the function.
