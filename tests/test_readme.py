@@ -1,0 +1,32 @@
+"""The README's Quick start is what CI runs, and its main job works."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bigclust.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick_start_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("bigclust demo")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci, "the README's test command must be what .ci/run executes"
+
+
+def test_demo_runs_and_recovers_the_blobs(capsys):
+    assert main(["demo", "--n-samples", "20000", "--n-features", "4", "--centers", "4",
+                 "--n-clusters", "4", "--scheduler", "threads"]) == 0
+    out = capsys.readouterr().out
+    assert "adjusted Rand index against the true blobs: 1.0000" in out
