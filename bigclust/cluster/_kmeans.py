@@ -250,9 +250,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _lloyd(self, X, aligned, centers):
         """One run of Lloyd's algorithm; returns (centers, inertia, n_iter)."""
-        inertia = None
         for i in range(self.max_iter):
-            params = kern.LloydParams(centers)
+            params = kern.LloydParams(centers, with_inertia=bool(self.verbose))
             if self._tol is None:
                 shift = centers.astype(np.float64).mean(axis=0)
                 stats, moments = map_reduce(
@@ -268,7 +267,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
             centers = new_centers
             if center_shift == 0:  # labels unchanged: scikit-learn's strict convergence
-                inertia = stats.inertia
                 if self.verbose:
                     print(f"Converged at iteration {i}: strict convergence.")
                 break
@@ -279,14 +277,15 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                         f"tolerance {self._tol}."
                     )
                 break
-        if inertia is None:  # the final assignment, so labels and inertia match the centers
-            inertia = map_reduce(
-                kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk,
-                X,
-                *aligned,
-                params=kern.LloydParams(centers, update_centers=False),
-            ).inertia
-        return centers, inertia, i + 1
+        return centers, self._inertia(X, aligned, centers), i + 1
+
+    @staticmethod
+    def _inertia(X, aligned, centers) -> float:
+        """The final assignment's inertia, so that it matches the returned centers."""
+        return map_reduce(
+            kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk, X, *aligned,
+            params=kern.LloydParams(centers, update_centers=False, with_inertia=True),
+        ).inertia
 
     def _new_centers(self, stats, centers, X, aligned) -> np.ndarray:
         """Average the sums; relocate empty clusters as scikit-learn does: each empty cluster
@@ -372,13 +371,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         data = self._input(X)
         weights = _check_sample_weight(sample_weight, data)
         aligned = () if weights is None else (weights,)
-        stats = map_reduce(
-            kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk,
-            data,
-            *aligned,
-            params=kern.LloydParams(self.cluster_centers_, update_centers=False),
-        )
-        return -float(stats.inertia)
+        return -self._inertia(data, aligned, self.cluster_centers_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
