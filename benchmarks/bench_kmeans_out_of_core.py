@@ -1,0 +1,109 @@
+"""KMeans over a Zarr store larger than the workers' memory limits: completes, no spill, no restart.
+
+    python benchmarks/bench_kmeans_out_of_core.py                  # 4 GB store, 2 x 1 GiB workers
+    python benchmarks/bench_kmeans_out_of_core.py --n-samples 2000000 --memory-limit 512MiB
+
+Writes the store under --workdir (deleted at the end), fits KMeans(k-means||) on a LocalCluster of
+single-thread worker processes with the given memory limit, and reports the fit time, the peak
+RSS of every process (sampled), bytes spilled to disk, and worker restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from distributed import Client, LocalCluster
+
+import bigclust
+from bigclust.datasets import make_blobs, write_zarr
+
+
+class ProcessTreePeaks:
+    """Peak RSS of this process and of each child process, sampled every 50 ms."""
+
+    def __init__(self):
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def spilled_bytes(client) -> int:
+    """Bytes every worker has written to its spill directory since it started."""
+
+    def on_worker(dask_worker):
+        metrics = getattr(dask_worker.data, "cumulative_metrics", {})
+        return int(metrics.get(("disk-write", "bytes"), 0))
+
+    return sum(client.run(on_worker).values())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-samples", type=int, default=32_000_000)
+    parser.add_argument("--n-features", type=int, default=32)
+    parser.add_argument("--n-clusters", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="1GiB")
+    parser.add_argument("--max-iter", type=int, default=10)
+    parser.add_argument("--workdir", default="/tmp/bigclust-bench")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "out_of_core.zarr"
+    try:
+        X, _ = make_blobs(args.n_samples, args.n_features, centers=args.n_clusters,
+                          random_state=0)
+        start = time.perf_counter()
+        write_zarr(X, path, overwrite=True)
+        print(f"store: {X.shape} {X.dtype}, {X.nbytes / 1e9:.2f} GB, written in "
+              f"{time.perf_counter() - start:.1f} s")
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          memory_limit=args.memory_limit, dashboard_address=None) as cluster, \
+                Client(cluster) as client, ProcessTreePeaks() as peaks:
+            worker_pids = set(client.run(lambda: psutil.Process().pid).values())
+            start = time.perf_counter()
+            km = bigclust.KMeans(args.n_clusters, random_state=0, max_iter=args.max_iter,
+                                 tol=0).fit(str(path))
+            seconds = time.perf_counter() - start
+            restarts = len(worker_pids - set(client.run(lambda: psutil.Process().pid).values()))
+            spilled = spilled_bytes(client)
+        passes = km.n_iter_ + 1 + 6 + 1  # Lloyd + final + k-means|| rounds/weighting + labels
+        print(f"fit: {seconds:.1f} s, {km.n_iter_} Lloyd iterations, inertia {km.inertia_:.5g}"
+              f" (~{passes} passes, {passes * X.nbytes / seconds / 1e9:.2f} GB/s)")
+        print(f"memory limit per worker {args.memory_limit} x {args.workers}; "
+              f"worker restarts {restarts}; bytes spilled {spilled}")
+        for pid, peak in sorted(peaks.peaks.items()):
+            role = "worker" if pid in worker_pids else (
+                "client" if pid == psutil.Process().pid else "other")
+            print(f"  peak RSS {role:<7} pid {pid}: {peak / 1e6:.0f} MB")
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
