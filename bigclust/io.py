@@ -30,6 +30,7 @@ __all__ = [
     "StoreNotFoundError",
     "as_dask_array",
     "check_dtype",
+    "is_lazy_input",
     "rows_per_chunk",
 ]
 
@@ -290,6 +291,12 @@ def _rows(rows_per_chunk, chunk_bytes, n_features, itemsize, n_samples) -> int:
             raise ValueError(f"rows_per_chunk={rows_per_chunk} should be >= 1.")
         return min(int(rows_per_chunk), n_samples)
     return _rows_per_chunk(n_features, itemsize, chunk_bytes, n_samples)
+
+
+def is_lazy_input(X: Any) -> bool:
+    """True for inputs whose per-row outputs should stay lazy: Dask arrays, Zarr arrays and
+    paths/URLs. In-memory inputs (NumPy arrays, memmaps, lists, DataFrames) give NumPy."""
+    return isinstance(X, (str, os.PathLike, da.Array)) or _is_zarr_array(X)
 
 
 def _wrap_numpy(X: np.ndarray, rows: int) -> da.Array:

@@ -16,19 +16,15 @@ from bigclust import _random
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.driver import keep_in_memory, map_blocks_lazy, map_reduce
-from bigclust.io import as_dask_array
+from bigclust.io import as_dask_array, is_lazy_input
 
 _KEY_RUNS = 31
 
 
 def _returns_numpy(X: Any) -> bool:
-    """Outputs follow inputs: in-memory arrays give NumPy results, stores give lazy Dask."""
-    return isinstance(X, (np.ndarray, list, tuple)) or (
-        not isinstance(X, (str, da.Array))
-        and not hasattr(X, "store_path")
-        and hasattr(X, "__array__")
-        and not type(X).__module__.startswith("zarr")
-    )
+    """Outputs follow inputs: in-memory arrays give NumPy results, stores and Dask arrays
+    give lazy Dask arrays."""
+    return not is_lazy_input(X)
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
