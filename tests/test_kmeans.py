@@ -330,3 +330,19 @@ def test_no_convergence_warning_spam(blobs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KMeans(N_CLUSTERS, random_state=0).fit(blobs[0])
+
+
+@pytest.mark.parametrize("dtype,offset", [(np.float64, 1e6), (np.float32, 1e4)])
+def test_data_far_from_origin(blobs, dtype, offset):
+    # ||c||^2 - 2 x.c cancels catastrophically here unless rows and centers are shifted
+    # (scikit-learn subtracts the data mean); without the shift, float32 labels are noise.
+    X, init = blobs
+    X, init = (X + offset).astype(dtype), (init + offset).astype(dtype)
+    sk = SkKMeans(N_CLUSTERS, init=init, n_init=1).fit(X)
+    ours = KMeans(N_CLUSTERS, init=init).fit(da.from_array(X, chunks=(600, 4)))
+    np.testing.assert_array_equal(ours.labels_.compute(), sk.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_,
+                               rtol=1e-12 if dtype == np.float64 else 1e-6)
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_,
+                               rtol=1e-6 if dtype == np.float64 else 1e-3)
+    assert ours.n_iter_ == sk.n_iter_

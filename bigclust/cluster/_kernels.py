@@ -45,13 +45,29 @@ def _partial_distances(X, minus_2_centers_t, centers_sq):
 
 
 class Nearest:
-    """Nearest-center search against fixed centers, prepared once per chunk."""
+    """Nearest-center search against fixed centers, prepared once per chunk.
+
+    Distances are computed as ``||c||^2 - 2 x.c + ||x||^2``, which loses every digit to
+    cancellation when the data sit far from the origin relative to their spread (float32
+    coordinates around 1e4 already do). When the centers' mean is farther from the origin than
+    the centers are from each other, rows and centers are shifted by it first, as
+    scikit-learn centers its data; distances and labels are unchanged in exact arithmetic.
+    """
 
     def __init__(self, centers: np.ndarray, dtype: np.dtype):
-        centers = centers.astype(dtype, copy=False)
+        centers = np.asarray(centers, dtype=np.float64)
+        mean = centers.mean(axis=0)
+        spread = ((centers - mean) ** 2).sum(axis=1).mean()
+        self.shift = mean.astype(dtype) if mean @ mean > spread else None
+        if self.shift is not None:
+            centers = centers - self.shift
+        centers = centers.astype(dtype)
         self.n_centers = len(centers)
         self.minus_2_centers_t = np.ascontiguousarray(-2 * centers.T)
         self.centers_sq = np.einsum("ij,ij->i", centers, centers)
+
+    def _shifted(self, X: np.ndarray) -> np.ndarray:
+        return X if self.shift is None else X - self.shift
 
     def squared_t(self, X: np.ndarray) -> np.ndarray:
         """Squared distances, transposed: shape (n_centers, n_rows), clamped at 0.
@@ -59,6 +75,7 @@ class Nearest:
         Reductions over centers then run along axis 0, elementwise across contiguous rows,
         many times faster than ``min(axis=1)`` over short rows.
         """
+        X = self._shifted(X)
         D = self.minus_2_centers_t.T @ X.T
         D += self.centers_sq[:, None]
         D += np.einsum("ij,ij->i", X, X)
@@ -69,12 +86,13 @@ class Nearest:
         return self.squared_t(X).min(axis=0)
 
     def partial(self, X: np.ndarray) -> np.ndarray:
-        """``||c||^2 - 2 x.c``: squared distances less ``||x||^2``."""
-        return _partial_distances(X, self.minus_2_centers_t, self.centers_sq)
+        """``||c||^2 - 2 x.c``: squared distances less ``||x||^2`` (after the shift)."""
+        return _partial_distances(self._shifted(X), self.minus_2_centers_t, self.centers_sq)
 
     def squared(self, X: np.ndarray) -> np.ndarray:
         """Squared distances from every row to every center, clamped at 0."""
-        D = self.partial(X)
+        X = self._shifted(X)
+        D = _partial_distances(X, self.minus_2_centers_t, self.centers_sq)
         D += np.einsum("ij,ij->i", X, X)[:, None]
         return np.maximum(D, 0, out=D)
 
@@ -83,7 +101,8 @@ class Nearest:
 
     def __call__(self, X: np.ndarray):
         """Nearest center and squared distance to it, for the rows of one block."""
-        D = self.partial(X)
+        X = self._shifted(X)
+        D = _partial_distances(X, self.minus_2_centers_t, self.centers_sq)
         labels = D.argmin(axis=1)
         dist = np.take_along_axis(D, labels[:, None], axis=1)[:, 0]
         dist += np.einsum("ij,ij->i", X, X)

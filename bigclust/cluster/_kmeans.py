@@ -202,7 +202,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._tol = None  # variance-scaled tol, computed by the first pass of the first run
         for run in range(self._n_runs()):
             run_seed = int(_random.generator(seed, _KEY_RUNS, run).integers(2**62))
-            centers = self._initial_centers(data, weights, run_seed).astype(data.dtype)
+            # Centers stay float64 between iterations whatever the data dtype: float32 centers
+            # far from the origin cannot even represent the mean to the data's precision.
+            centers = self._initial_centers(data, weights, run_seed).astype(np.float64)
+            if data.dtype == np.float32:  # but start from what a float32 init would be
+                centers = centers.astype(np.float32).astype(np.float64)
             result = self._lloyd(data, aligned, centers)
             if best is None or result[1] < best[1]:
                 best = result
@@ -216,12 +220,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self.cluster_centers_ = centers
+        self.cluster_centers_ = centers.astype(data.dtype)
         self.inertia_ = float(inertia)
         self.n_iter_ = n_iter
         self.n_features_in_ = n_features
-        self._numpy_out = _returns_numpy(X)
-        self.labels_ = self._labels(data)
+        # The final assignment uses the float64 centers that the inertia was computed with.
+        self.labels_ = self._labels(data, centers, _returns_numpy(X))
         return self
 
     def _initial_centers(self, X, weights, seed) -> np.ndarray:
@@ -260,7 +264,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             if self.verbose:
                 print(f"Iteration {i}, inertia {stats.inertia}.")
             new_centers = self._new_centers(stats, centers, X, aligned)
-            center_shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+            center_shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
             if center_shift == 0:  # labels unchanged: scikit-learn's strict convergence
                 if self.verbose:
@@ -303,7 +307,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         new[filled] = sums[filled] / weights[filled, None]
         # Clusters still empty (all rows on their centers): at the largest cluster, not at 0.
         new[~filled] = new[np.argmax(weights)]
-        return new.astype(centers.dtype)
+        return new
 
     # -- predict ------------------------------------------------------------------------
 
@@ -317,11 +321,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return data
 
-    def _labels(self, data: da.Array):
-        labels = map_blocks_lazy(
-            kern.labels_block, data, params=self.cluster_centers_, dtype=np.int32
-        )
-        return labels.compute() if self._numpy_out else labels
+    @staticmethod
+    def _labels(data: da.Array, centers: np.ndarray, numpy_out: bool):
+        labels = map_blocks_lazy(kern.labels_block, data, params=centers, dtype=np.int32)
+        return labels.compute() if numpy_out else labels
 
     def predict(self, X):
         """Index of the nearest center for each row.
@@ -331,11 +334,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         labels : ndarray or dask.array.Array of shape (n_samples,)
             NumPy for in-memory input, lazy Dask for Dask/Zarr input.
         """
-        data = self._input(X)
-        labels = map_blocks_lazy(
-            kern.labels_block, data, params=self.cluster_centers_, dtype=np.int32
-        )
-        return labels.compute() if _returns_numpy(X) else labels
+        return self._labels(self._input(X), self.cluster_centers_, _returns_numpy(X))
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return ``labels_``."""
