@@ -19,7 +19,12 @@ from bigclust._stream import stream_fold
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster import _minibatch_kernels as mbk
-from bigclust.cluster._kmeans import KMeans, _check_sample_weight, _returns_numpy
+from bigclust.cluster._kmeans import (
+    KMeans,
+    _check_sample_weight,
+    _check_weight_values,
+    _returns_numpy,
+)
 from bigclust.driver import (
     NonFiniteInputError,
     active_client,
@@ -27,7 +32,7 @@ from bigclust.driver import (
     map_blocks_lazy,
     map_reduce,
 )
-from bigclust.io import DEFAULT_CHUNK_BYTES, as_dask_array, check_dtype
+from bigclust.io import DEFAULT_CHUNK_BYTES, _open, as_dask_array, check_dtype
 
 #: Bytes of one segment, the unit that ``fit`` reads and shuffles (see MiniBatchKMeans).
 #: The default Dask chunk of :func:`bigclust.as_dask_array`, so segments of data chunked by
@@ -554,38 +559,28 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
 
     def _numpy_batch(self, X, sample_weight, fitted):
-        """Validate an in-memory batch without wrapping it in Dask."""
-        if not isinstance(X, np.ndarray):
-            try:
-                X = np.asarray(X)
-            except ValueError as err:
-                raise ValueError(f"X is a ragged sequence: {err}") from None
-        dtype = check_dtype(X.dtype, "X")
-        if X.ndim != 2:
-            hint = " Reshape 1-D data with X.reshape(-1, 1)." if X.ndim == 1 else ""
-            raise ValueError(f"X should be 2-D (n_samples, n_features); got shape {X.shape}.{hint}")
-        if X.shape[0] == 0 or X.shape[1] == 0:
+        """Validate an in-memory batch as the data layer does, without wrapping it in Dask."""
+        source = np.asarray(X) if isinstance(X, np.memmap) else _open(X, None, "X")
+        if source.ndim != 2 or 0 in source.shape:
+            as_dask_array(source)  # raises the data layer's message
+        dtype = check_dtype(source.dtype, "X")
+        self._check_against_fitted(source.shape[1], dtype, fitted)
+        batch = np.ascontiguousarray(source, dtype=dtype)
+        if sample_weight is None:
+            return batch, None
+        n = batch.shape[0]
+        try:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"sample_weight is not a 1-D array of numbers: {err}") from None
+        if weights.ndim == 0:
+            weights = np.full(n, float(weights))
+        if weights.shape != (n,):
             raise ValueError(
-                f"X has shape {X.shape}; at least one sample and one feature are required."
+                f"sample_weight has shape {weights.shape}; expected ({n},), one weight per sample."
             )
-        self._check_against_fitted(X.shape[1], dtype, fitted)
-        X = np.ascontiguousarray(X, dtype=dtype)
-        weights = None
-        if sample_weight is not None:
-            if np.ndim(sample_weight) > 1 or (
-                np.ndim(sample_weight) == 1 and len(sample_weight) != X.shape[0]
-            ):
-                raise ValueError(
-                    f"sample_weight has shape {np.shape(sample_weight)}; expected "
-                    f"({X.shape[0]},), one weight per sample."
-                )
-            weights = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (X.shape[0],))
-            if not np.isfinite(weights).all():
-                raise ValueError("sample_weight contains NaN or infinity.")
-            if (weights < 0).any():
-                raise ValueError(f"sample_weight has negative values (minimum {weights.min()}).")
-            weights = weights.astype(dtype)
-        return X, weights
+        _check_weight_values(weights.min(), weights.max(), np.isfinite(weights).all())
+        return batch, weights.astype(dtype)
 
     # -- predict (shared with KMeans) ---------------------------------------------------
 
