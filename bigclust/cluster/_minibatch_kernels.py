@@ -15,6 +15,8 @@ scikit-learn; running weights, sums and inertia are float64.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -76,14 +78,15 @@ def assign(
         lab = D.argmin(axis=1)
         labels[rows] = lab
         xs = np.einsum("ij,ij->i", B[:, :-1], B[:, :-1]) if x_sq is None else x_sq[rows]
-        dist = D[np.arange(len(lab)), lab]
+        index = np.arange(len(lab))
+        dist = D[index, lab]
         dist += xs
         np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
         w = None if weights is None else weights[rows]
         inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w)
         if sums:
             onehot = np.zeros((k, len(lab)), Xa.dtype)
-            onehot[lab, np.arange(len(lab))] = 1 if w is None else w
+            onehot[lab, index] = 1 if w is None else w
             total += onehot @ B  # the last column sums the weights
     return Assigned(labels, total[:, :-1], total[:, -1], inertia)
 
@@ -112,12 +115,13 @@ def minibatch_step(
     *,
     reassign: bool,
     reassignment_ratio: float,
-    rng: np.random.Generator | None,
+    rng: Callable[[], np.random.Generator] | None,
     x_sq: np.ndarray | None = None,
 ) -> Step:
     """One scikit-learn mini-batch step on the augmented batch ``Xa`` (see :func:`augment`).
 
-    Returns new arrays; ``centers`` and ``counts`` are not modified.
+    ``rng()`` gives the generator for the replacement rows, made only if a center is
+    reassigned. Returns new arrays; ``centers`` and ``counts`` are not modified.
     """
     a = assign(Xa, weights, centers, x_sq)
     counts_new = counts + a.weights
@@ -130,7 +134,7 @@ def minibatch_step(
         mask = reassign_mask(counts_new, reassignment_ratio, Xa.shape[0])
         n_reassigns = int(mask.sum())
         if n_reassigns:
-            picks = rng.choice(Xa.shape[0], n_reassigns, replace=False)
+            picks = rng().choice(Xa.shape[0], n_reassigns, replace=False)
             new[mask] = Xa[picks, :-1]
         if (~mask).any():
             # As scikit-learn: reset their weight to the smallest kept one, not to zero, so
@@ -253,7 +257,7 @@ def fit_segment(block, weights, state: FitState, params: FitParams, piece: Piece
             state.counts,
             reassign=due,
             reassignment_ratio=params.reassignment_ratio,
-            rng=_random.generator(params.seed, KEY_REASSIGN, state.step) if due else None,
+            rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
             x_sq=x_sq[batch],
         )
         if not np.isfinite(step.inertia):
@@ -320,7 +324,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
         state.counts,
         reassign=due,
         reassignment_ratio=params.reassignment_ratio,
-        rng=_random.generator(params.seed, KEY_REASSIGN, state.n_steps) if due else None,
+        rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
     )
     if not np.isfinite(step.inertia):
         bad = first_nonfinite_row(block)
