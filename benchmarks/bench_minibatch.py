@@ -15,7 +15,8 @@
 (4) ``fit`` over a >= 4 GB Zarr store on a LocalCluster whose worker memory limits sum to
     2 GB: peak RSS of every process (goal: each under 1 GB).
 
-Stores are written under /tmp/bigclust-bench and deleted at the end. Medians of
+Stores are written under /tmp/bigclust-bench and deleted at the end (only the ones this script
+wrote: other benchmarks share the folder). Medians of
 ``--repeat`` runs after one warm-up; the machine may be shared, so compare ratios measured
 side by side, not absolute times across runs.
 """
@@ -41,6 +42,7 @@ import bigclust
 from bigclust.datasets import make_blobs, write_zarr
 
 ROOT = "/tmp/bigclust-bench"
+WRITTEN: list[str] = []  # stores to delete at the end
 
 
 def median_time(fn, repeat):
@@ -190,7 +192,8 @@ def bench_out_of_core(k):
     from distributed import Client, LocalCluster
 
     n, d = 32_000_000, 32  # 4.1 GB float32
-    path = os.path.join(ROOT, "big.zarr")
+    path = os.path.join(ROOT, "minibatch-big.zarr")
+    WRITTEN.append(path)
     print(f"\n(4) out-of-core: {n} x {d} float32 ({n * d * 4 / 1e9:.1f} GB) on 2 workers x 1 GB")
     X, _ = make_blobs(n, d, centers=k, random_state=0)
     start = time.perf_counter()
@@ -232,7 +235,8 @@ def main():
     args = parser.parse_args()
     k = args.n_clusters
     os.makedirs(ROOT, exist_ok=True)
-    path = os.path.join(ROOT, "blobs.zarr")
+    path = os.path.join(ROOT, "minibatch-blobs.zarr")
+    WRITTEN.append(path)
     try:
         X, _ = make_blobs(args.n_samples, args.n_features, centers=k, random_state=0)
         if "1" not in args.skip:
@@ -246,7 +250,8 @@ def main():
         if args.out_of_core:
             bench_out_of_core(k)
     finally:
-        shutil.rmtree(ROOT, ignore_errors=True)
+        for written in WRITTEN:
+            shutil.rmtree(written, ignore_errors=True)
 
 
 if __name__ == "__main__":
