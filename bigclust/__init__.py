@@ -1,8 +1,8 @@
 """bigclust: clustering for datasets larger than one machine's memory, on Dask."""
 
-from bigclust.cluster import KMeans
+from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "__version__", "as_dask_array"]
+__all__ = ["KMeans", "MiniBatchKMeans", "__version__", "as_dask_array"]

@@ -27,10 +27,16 @@ def scheduler_from_args(args):
     from distributed import Client, LocalCluster
 
     if args.scheduler == "local":
-        with LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True,
-            dashboard_address=None, memory_limit=args.memory_limit,
-        ) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                memory_limit=args.memory_limit,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             yield client
     else:
         with Client(args.scheduler) as client:
@@ -39,7 +45,8 @@ def scheduler_from_args(args):
 
 def _add_scheduler_arguments(parser):
     parser.add_argument(
-        "--scheduler", default="local",
+        "--scheduler",
+        default="local",
         help="'local' (an in-process LocalCluster, default), 'threads' (no cluster), or the "
         "address of a running scheduler, e.g. tcp://scheduler:8786",
     )
@@ -66,7 +73,8 @@ class MakeBlobs:
         p.add_argument("--overwrite", action="store_true", help="replace an existing array")
         p.add_argument("--no-progress", action="store_true")
         p.add_argument(
-            "--scheduler", default="threads",
+            "--scheduler",
+            default="threads",
             help="'threads' (default: bounded memory, no cluster), 'local', or an address",
         )
         p.add_argument("--workers", type=int, default=2)
@@ -75,24 +83,37 @@ class MakeBlobs:
     @staticmethod
     def run(args) -> int:
         X, _, centers = make_blobs(
-            args.n_samples, args.n_features, centers=args.centers, cluster_std=args.cluster_std,
-            random_state=args.seed, dtype=np.dtype(args.dtype), chunk_rows=args.chunk_rows,
+            args.n_samples,
+            args.n_features,
+            centers=args.centers,
+            cluster_std=args.cluster_std,
+            random_state=args.seed,
+            dtype=np.dtype(args.dtype),
+            chunk_rows=args.chunk_rows,
             return_centers=True,
         )
         attributes = {
             "generator": "bigclust.datasets.make_blobs",
-            "seed": args.seed, "centers": centers.tolist(), "cluster_std": args.cluster_std,
+            "seed": args.seed,
+            "centers": centers.tolist(),
+            "cluster_std": args.cluster_std,
         }
         start = time.perf_counter()
         with scheduler_from_args(args):
             write_zarr(
-                X, args.out, codec=args.codec, overwrite=args.overwrite,
-                progress=not args.no_progress, attributes=attributes,
+                X,
+                args.out,
+                codec=args.codec,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                attributes=attributes,
             )
         seconds = time.perf_counter() - start
         gb = X.nbytes / 1e9
-        print(f"wrote {X.shape[0]} x {X.shape[1]} {X.dtype} ({gb:.2f} GB) to {args.out} "
-              f"in {seconds:.1f} s ({gb / seconds:.2f} GB/s)")
+        print(
+            f"wrote {X.shape[0]} x {X.shape[1]} {X.dtype} ({gb:.2f} GB) to {args.out} "
+            f"in {seconds:.1f} s ({gb / seconds:.2f} GB/s)"
+        )
         return 0
 
 

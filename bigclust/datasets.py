@@ -23,7 +23,10 @@ _LABELS, _NOISE = 1, 2
 def _draw_labels(seed, weights, start, stop):
     cumulative = np.cumsum(weights)
     labels = _random.rows_random(
-        seed, (_LABELS,), start, stop,
+        seed,
+        (_LABELS,),
+        start,
+        stop,
         lambda rng, m: np.searchsorted(cumulative, rng.random(m), side="right"),
     )
     return np.minimum(labels, len(weights) - 1)  # guards against cumsum rounding below 1
@@ -43,7 +46,10 @@ def _blobs_chunk(block_info=None, *, seed, centers, stds, weights, out_dtype):
         labels = _draw_labels(seed, weights, lo, hi)
         part = out[lo - start : hi - start]
         part[:] = _random.rows_random(
-            seed, (_NOISE,), lo, hi,
+            seed,
+            (_NOISE,),
+            lo,
+            hi,
             lambda rng, m: rng.standard_normal((m, n_features), dtype=np.float32),
         )
         part *= stds[labels, None]
@@ -147,12 +153,23 @@ def make_blobs(
 
     chunks = (da.core.normalize_chunks(chunk_rows, (n_samples,))[0], (n_features,))
     X = da.map_blocks(
-        _blobs_chunk, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype),
-        seed=seed, centers=centers, stds=stds, weights=weights, out_dtype=dtype,
+        _blobs_chunk,
+        chunks=chunks,
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype),
+        seed=seed,
+        centers=centers,
+        stds=stds,
+        weights=weights,
+        out_dtype=dtype,
     )
     y = da.map_blocks(
-        _labels_chunk, chunks=(chunks[0],), dtype=np.int32, meta=np.empty((0,), np.int32),
-        seed=seed, weights=weights,
+        _labels_chunk,
+        chunks=(chunks[0],),
+        dtype=np.int32,
+        meta=np.empty((0,), np.int32),
+        seed=seed,
+        weights=weights,
     )
     return (X, y, centers) if return_centers else (X, y)
 
@@ -225,8 +242,13 @@ def write_zarr(
     elif len(set(X.chunks[0][:-1])) > 1:
         X = X.rechunk((X.chunks[0][0], X.shape[1]))
     target = zarr.create_array(
-        path, shape=X.shape, dtype=X.dtype, chunks=(X.chunks[0][0], X.shape[1]),
-        compressors=compressors, overwrite=overwrite, storage_options=storage_options,
+        path,
+        shape=X.shape,
+        dtype=X.dtype,
+        chunks=(X.chunks[0][0], X.shape[1]),
+        compressors=compressors,
+        overwrite=overwrite,
+        storage_options=storage_options,
         attributes=attributes or {},
     )
     task = da.store(X, target, lock=False, compute=False)

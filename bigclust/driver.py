@@ -175,8 +175,14 @@ def map_reduce(
     shared = _broadcast(params)
     run = dask.delayed(_run_kernel, pure=True)
     parts = [
-        run(kernel, block, *(a[i] for a in aligned_blocks), shared, offsets[i],
-            check_finite=check_finite)
+        run(
+            kernel,
+            block,
+            *(a[i] for a in aligned_blocks),
+            shared,
+            offsets[i],
+            check_finite=check_finite,
+        )
         for i, block in enumerate(blocks)
     ]
     merge = dask.delayed(_combine_many, pure=True)
@@ -217,7 +223,13 @@ def map_blocks_lazy(
     shared = _broadcast(params)
     if n_columns is None:
         return da.map_blocks(
-            _run_rowwise, X, shared, kernel, what, dtype=dtype, drop_axis=1,
+            _run_rowwise,
+            X,
+            shared,
+            kernel,
+            what,
+            dtype=dtype,
+            drop_axis=1,
             chunks=(X.chunks[0],),
         )
     return da.map_blocks(

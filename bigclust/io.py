@@ -190,14 +190,20 @@ class NpyFile:
         start, stop, step = rows.indices(self.shape[0])
         if self.fortran_order or step != 1:
             whole = np.memmap(
-                self.path, self.dtype, "r", self.offset, self.shape,
+                self.path,
+                self.dtype,
+                "r",
+                self.offset,
+                self.shape,
                 order="F" if self.fortran_order else "C",
             )
             return np.array(whole[rows, cols])
         n_rows = max(0, stop - start)
         row_bytes = self.shape[1] * self.dtype.itemsize
         block = np.fromfile(
-            self.path, dtype=self.dtype, count=n_rows * self.shape[1],
+            self.path,
+            dtype=self.dtype,
+            count=n_rows * self.shape[1],
             offset=self.offset + start * row_bytes,
         ).reshape(n_rows, self.shape[1])
         return block[:, cols]
@@ -251,7 +257,9 @@ def as_dask_array(
     if len(shape) != 2:
         hint = (
             " Reshape your data either using X.reshape(-1, 1) if it has a single feature or "
-            "X.reshape(1, -1) if it contains a single sample." if len(shape) == 1 else ""
+            "X.reshape(1, -1) if it contains a single sample."
+            if len(shape) == 1
+            else ""
         )
         raise ValueError(f"{what} should be 2-D (n_samples, n_features); got shape {shape}.{hint}")
     if any(isinstance(s, float) and np.isnan(s) for s in shape):

@@ -1,0 +1,258 @@
+"""MiniBatchKMeans: streaming throughput, partial_fit speed, quality, out-of-core memory.
+
+    python benchmarks/bench_minibatch.py                  # (1) (2) (3), 2,000,000 x 32, k=64
+    python benchmarks/bench_minibatch.py --out-of-core    # also (4): writes a 4.1 GB store
+    python benchmarks/bench_minibatch.py --n-samples 200000 --repeat 1   # quick look
+
+(1) One epoch of ``fit`` (given init, no early stop, no final labels) over a float32 Zarr
+    store on local disk, against ``dask.array.from_zarr(path).sum()`` on the same scheduler:
+    ratio of throughputs (goal >= 0.70), threaded scheduler and a LocalCluster of 2
+    single-thread worker processes.
+(2) ``partial_fit`` on in-memory batches of 10,000 rows, bigclust and scikit-learn
+    interleaved in one process from the same init: median seconds per batch (goal: no slower).
+(3) Inertia after one epoch of ``fit`` (k-means|| init) against full-batch ``KMeans``
+    on the same data (goal: within 2%).
+(4) ``fit`` over a >= 4 GB Zarr store on a LocalCluster whose worker memory limits sum to
+    2 GB: peak RSS of every process (goal: each under 1 GB).
+
+Stores are written under /tmp/bigclust-bench and deleted at the end (only the ones this script
+wrote: other benchmarks share the folder). Medians of
+``--repeat`` runs after one warm-up; the machine may be shared, so compare ratios measured
+side by side, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import threading
+import time
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import psutil
+import zarr
+from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
+
+import bigclust
+from bigclust.datasets import make_blobs, write_zarr
+
+ROOT = "/tmp/bigclust-bench"
+WRITTEN: list[str] = []  # stores to delete at the end
+
+
+def median_time(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def epoch(path, k, batch_size, init):
+    est = bigclust.MiniBatchKMeans(
+        k,
+        init=init,
+        max_iter=1,
+        batch_size=batch_size,
+        max_no_improvement=None,
+        compute_labels=False,
+        random_state=0,
+    )
+    est.fit(path)
+    assert est.n_iter_ == 1
+    return est
+
+
+def bench_throughput(path, k, repeat, batch_sizes):
+    store = zarr.open_array(path, mode="r")
+    nbytes = store.nbytes
+    init = np.asarray(store[:k], dtype=np.float64)
+    print(f"\n(1) one epoch over {path} ({nbytes / 2**20:.0f} MiB, {store.shape}, k={k})")
+
+    def run(label):
+        read = median_time(lambda: da.from_zarr(path).sum().compute(), repeat)
+        print(f"  [{label}] from_zarr(...).sum(): {read:.3f} s ({nbytes / read / 2**20:.0f} MiB/s)")
+        for bs in batch_sizes:
+            t = median_time(lambda bs=bs: epoch(path, k, bs, init), repeat)
+            print(
+                f"  [{label}] fit 1 epoch, batch_size={bs}: {t:.3f} s "
+                f"({nbytes / t / 2**20:.0f} MiB/s), throughput ratio vs sum {read / t:.2f}"
+            )
+
+    with dask.config.set(scheduler="threads"):
+        run("threads")
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        run("LocalCluster 2 procs")
+
+
+def bench_partial_fit(X, k, repeat, rows=10_000):
+    print(f"\n(2) partial_fit on in-memory batches of {rows} rows, d={X.shape[1]}, k={k}")
+    init = X[:k].astype(np.float64)
+    batches = [X[i : i + rows] for i in range(0, min(len(X), 60 * rows), rows)]
+    ours = bigclust.MiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0)
+    theirs = SkMiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0, n_init=1)
+    ours.partial_fit(batches[0])
+    theirs.partial_fit(batches[0])
+    t_ours, t_theirs = [], []
+    for _ in range(repeat):
+        for b in batches[1:]:  # interleaved, so both see the same machine load
+            start = time.perf_counter()
+            ours.partial_fit(b)
+            t_ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            theirs.partial_fit(b)
+            t_theirs.append(time.perf_counter() - start)
+    mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
+    print(
+        f"  bigclust: {mo * 1e3:.2f} ms/batch; scikit-learn: {mt * 1e3:.2f} ms/batch; "
+        f"ratio bigclust/sklearn {mo / mt:.2f} (goal <= 1)"
+    )
+    for label, kw in (("compute_labels=False", dict(compute_labels=False)),):
+        o = bigclust.MiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0, **kw)
+        s = SkMiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0, n_init=1, **kw)
+        o.partial_fit(batches[0])
+        s.partial_fit(batches[0])
+        to, ts = [], []
+        for b in batches[1:]:
+            start = time.perf_counter()
+            o.partial_fit(b)
+            to.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            s.partial_fit(b)
+            ts.append(time.perf_counter() - start)
+        print(
+            f"  [{label}] bigclust {statistics.median(to) * 1e3:.2f} ms/batch; scikit-learn "
+            f"{statistics.median(ts) * 1e3:.2f} ms/batch; ratio "
+            f"{statistics.median(to) / statistics.median(ts):.2f}"
+        )
+
+
+def bench_quality(X, k):
+    print(f"\n(3) quality on {X.shape} float32, k={k}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        full = bigclust.KMeans(k, random_state=0).fit(X)
+        t_full = time.perf_counter() - start
+        for seed in (0, 1):
+            start = time.perf_counter()
+            mini = bigclust.MiniBatchKMeans(k, random_state=seed, max_iter=1).fit(X)
+            t_mini = time.perf_counter() - start
+            print(
+                f"  seed {seed}: KMeans inertia {full.inertia_:.6g} ({full.n_iter_} iter, "
+                f"{t_full:.1f} s); MiniBatchKMeans 1 epoch {mini.inertia_:.6g} "
+                f"({mini.n_steps_} steps, {t_mini:.1f} s); ratio "
+                f"{mini.inertia_ / full.inertia_:.4f} (goal <= 1.02)"
+            )
+
+
+class PeakRSS:
+    """Samples the RSS of this process and all its children every 50 ms."""
+
+    def __init__(self):
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    name = f"{p.pid} {' '.join(p.cmdline()[1:3])[:60]}"
+                    self.peaks[name] = max(self.peaks.get(name, 0), p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_out_of_core(k):
+    from distributed import Client, LocalCluster
+
+    n, d = 32_000_000, 32  # 4.1 GB float32
+    path = os.path.join(ROOT, "minibatch-big.zarr")
+    WRITTEN.append(path)
+    print(f"\n(4) out-of-core: {n} x {d} float32 ({n * d * 4 / 1e9:.1f} GB) on 2 workers x 1 GB")
+    X, _ = make_blobs(n, d, centers=k, random_state=0)
+    start = time.perf_counter()
+    write_zarr(X, path, overwrite=True)
+    print(f"  written in {time.perf_counter() - start:.0f} s")
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="1GB",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster),
+        PeakRSS() as rss,
+    ):
+        start = time.perf_counter()
+        est = bigclust.MiniBatchKMeans(k, random_state=0, max_iter=1).fit(path)
+        took = time.perf_counter() - start
+    print(
+        f"  fit (k-means|| init on a sample, 1 epoch, labels/inertia pass): {took:.0f} s, "
+        f"{est.n_steps_} steps, inertia {est.inertia_:.6g}"
+    )
+    for name, peak in sorted(rss.peaks.items(), key=lambda kv: -kv[1]):
+        print(f"  peak RSS {peak / 2**20:7.0f} MiB  {name}")
+    worst = max(rss.peaks.values())
+    print(f"  largest peak {worst / 2**20:.0f} MiB (goal < 1024 MiB)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=2_000_000)
+    parser.add_argument("--n-features", type=int, default=32)
+    parser.add_argument("--n-clusters", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096])
+    parser.add_argument("--out-of-core", action="store_true", help="run (4): writes 4.1 GB")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["1", "2", "3"])
+    args = parser.parse_args()
+    k = args.n_clusters
+    os.makedirs(ROOT, exist_ok=True)
+    path = os.path.join(ROOT, "minibatch-blobs.zarr")
+    WRITTEN.append(path)
+    try:
+        X, _ = make_blobs(args.n_samples, args.n_features, centers=k, random_state=0)
+        if "1" not in args.skip:
+            write_zarr(X, path, overwrite=True)
+            bench_throughput(path, k, args.repeat, args.batch_sizes)
+        Xn = X.compute()
+        if "2" not in args.skip:
+            bench_partial_fit(Xn, k, args.repeat)
+        if "3" not in args.skip:
+            bench_quality(Xn, k)
+        if args.out_of_core:
+            bench_out_of_core(k)
+    finally:
+        for written in WRITTEN:
+            shutil.rmtree(written, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,597 @@
+"""Mini-batch K-Means over chunked data: scikit-learn's steps, batches streamed from a store."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import numbers
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.cluster import kmeans_plusplus
+
+from bigclust import _random
+from bigclust._stream import stream_fold
+from bigclust.cluster import _init
+from bigclust.cluster import _kernels as kern
+from bigclust.cluster import _minibatch_kernels as mbk
+from bigclust.cluster._kmeans import (
+    KMeans,
+    _check_sample_weight,
+    _check_weight_values,
+    _returns_numpy,
+)
+from bigclust.driver import (
+    NonFiniteInputError,
+    active_client,
+    keep_in_memory,
+    map_blocks_lazy,
+    map_reduce,
+)
+from bigclust.io import DEFAULT_CHUNK_BYTES, _open, as_dask_array, check_dtype
+
+#: Bytes of one segment, the unit that ``fit`` reads and shuffles (see MiniBatchKMeans).
+#: The default Dask chunk of :func:`bigclust.as_dask_array`, so segments of data chunked by
+#: default line up with its chunks and every chunk is read once per epoch.
+SEGMENT_BYTES = DEFAULT_CHUNK_BYTES
+
+#: Stream keys for the driver's draws.
+_KEY_INIT_ROWS, _KEY_INIT_RUN, _KEY_VALIDATION = 51, 52, 53
+
+
+def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int) -> int:
+    """Rows per segment: about ``SEGMENT_BYTES``, at least one batch, at most all rows.
+
+    A function of the data's shape and dtype only, never of its chunking.
+    """
+    rows = max(1, SEGMENT_BYTES // max(1, n_features * itemsize))
+    return int(min(n_samples, max(rows, batch_size)))
+
+
+class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Mini-batch K-Means: scikit-learn's updates, with batches streamed from chunked data.
+
+    Each step assigns a batch to the nearest centers and moves every center that received
+    rows to the weighted mean of its past and new rows, ``(c * W + S_b) / (W + w_b)`` with
+    ``W`` its running weight; centers whose running weight falls below
+    ``reassignment_ratio`` times the largest are moved to random rows of the batch (Sculley
+    2010, as in scikit-learn >= 1.1). Given the same initial centers and the same batches,
+    :meth:`partial_fit` gives scikit-learn's centers and weights step for step.
+
+    **How** :meth:`fit` **chooses batches, and why it differs from scikit-learn.**
+    scikit-learn draws every batch as ``batch_size`` row indices uniformly (with replacement)
+    from the whole data. Each of those batches touches rows all over the data, so a store
+    read in chunks would be read almost whole for every batch. Here the rows are split into
+    fixed *segments* of about 64 MiB (a function of the shape and dtype only). Each epoch
+    visits the segments in a random order and the rows of each segment in a random order;
+    the batches are consecutive runs of ``batch_size`` rows of that order (a batch may span
+    two segments or two epochs). So every row is used once per epoch (sampling without
+    replacement), every segment is read once per epoch, the next segment is read while the
+    current one is processed, and the orders come from ``random_state`` and the global row
+    positions alone: the same seed gives the same batches for any chunking or scheduler.
+    The price: a batch holds rows of one segment (about 64 MiB of the data) rather than of
+    the whole data. On data stored in random order this changes nothing; on data stored
+    sorted (by time, by class) the centers see one part of the data at a time within an
+    epoch, as in a data stream; shuffle such data when writing it, or use several epochs.
+
+    The initialization uses ``init_size`` rows drawn uniformly (with replacement) from the
+    whole data, as scikit-learn does; reading them reads the chunks that hold them once.
+    ``tol`` is scaled by the mean per-feature variance of those rows (scikit-learn uses all
+    rows; this avoids a pass over the data). ``max_iter`` counts epochs.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {"k-means||", "k-means++", "random"}, callable or array-like of shape \
+            (n_clusters, n_features), default="k-means||"
+        Initialization, run on ``init_size`` sampled rows: k-means|| (Bahmani et al. 2012),
+        scikit-learn's greedy k-means++, ``n_clusters`` distinct sampled rows, a callable
+        ``init(X_sample, n_clusters, random_state)``, or the initial centers themselves.
+    max_iter : int, default=100
+        Maximum number of epochs (passes over the data) of :meth:`fit`: at most
+        ``max_iter * n_samples // batch_size`` steps.
+    batch_size : int, default=1024
+        Rows per batch in :meth:`fit`.
+    verbose : int, default=0
+        Print progress after every segment.
+    compute_labels : bool, default=True
+        At the end of :meth:`fit`, assign every row (one pass over the data) for ``labels_``
+        and ``inertia_``. In :meth:`partial_fit`, assign the batch.
+    random_state : int, RandomState instance or Generator, default=None
+        Seeds the initialization, the batch order and the reassignments.
+    tol : float, default=0.0
+        Stop when the squared change of the centers in one step is at most ``tol`` times the
+        mean per-feature variance. 0 disables this criterion.
+    max_no_improvement : int or None, default=10
+        Stop after this many consecutive steps without improvement of the smoothed batch
+        inertia. ``None`` disables this criterion.
+    init_size : int, default=None
+        Rows sampled for the initialization; ``None``: ``3 * batch_size``, or
+        ``3 * n_clusters`` if that is larger.
+    n_init : "auto" or int, default="auto"
+        Initializations tried (each on its own sample); the one with the lowest inertia on
+        a validation sample is kept. ``"auto"``: 3 for ``"random"`` or a callable, else 1.
+    reassignment_ratio : float, default=0.01
+        Centers whose running weight is below this fraction of the largest are moved to
+        random rows of the batch, every ``10 * n_clusters`` rows. 0 disables reassignment.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Centers, in the dtype of ``X``.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        Index of each row's center (if ``compute_labels``); lazy for Dask/Zarr input.
+    inertia_ : float
+        With ``compute_labels``: weighted sum of squared distances of the rows to their
+        centers. Without: the smoothed batch inertia times the total weight.
+    n_iter_ : int
+        Epochs started by :meth:`fit`.
+    n_steps_ : int
+        Batches processed (by :meth:`fit` and :meth:`partial_fit`).
+    n_features_in_ : int
+        Number of features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bigclust import MiniBatchKMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [4, 0], [4, 4],
+    ...               [4, 5], [0, 1], [2, 2], [3, 2], [5, 5], [1, -1]])
+    >>> km = MiniBatchKMeans(2, init=X[[0, 6]], batch_size=6)
+    >>> km = km.partial_fit(X[0:6]).partial_fit(X[6:12])
+    >>> km.cluster_centers_.round(3).tolist()
+    [[1.5, 1.0], [3.8, 3.6]]
+    >>> km.predict([[0, 0], [4, 4]]).tolist()
+    [0, 1]
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init="k-means||",
+        max_iter: int = 100,
+        batch_size: int = 1024,
+        verbose: int = 0,
+        compute_labels: bool = True,
+        random_state=None,
+        tol: float = 0.0,
+        max_no_improvement: int | None = 10,
+        init_size: int | None = None,
+        n_init="auto",
+        reassignment_ratio: float = 0.01,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+
+    # -- validation ---------------------------------------------------------------------
+
+    _check_centers = KMeans._check_centers
+
+    def _check_params(self, n_samples: int, n_features: int) -> None:
+        def integer(name, value, minimum):
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < minimum
+            ):
+                raise ValueError(f"{name}={value!r} should be an int >= {minimum}.")
+
+        def real(name, value):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}={value!r} should be a number >= 0.")
+
+        integer("n_clusters", self.n_clusters, 1)
+        integer("max_iter", self.max_iter, 1)
+        integer("batch_size", self.batch_size, 1)
+        if self.max_no_improvement is not None:
+            integer("max_no_improvement", self.max_no_improvement, 0)
+        if self.init_size is not None:
+            integer("init_size", self.init_size, 1)
+        if self.n_init != "auto":
+            integer("n_init", self.n_init, 1)
+        real("tol", self.tol)
+        real("reassignment_ratio", self.reassignment_ratio)
+        if not isinstance(self.compute_labels, (bool, np.bool_)):
+            raise ValueError(f"compute_labels={self.compute_labels!r} should be a bool.")
+        if n_samples < self.n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+        init = self.init
+        self._init_array = None
+        if isinstance(init, str):
+            if init not in _init.INITS:
+                valid = ", ".join(repr(name) for name in _init.INITS)
+                raise ValueError(f"unknown init {init!r}; valid: {valid}, an array or a callable.")
+        elif not callable(init):
+            self._init_array = self._check_centers(np.asarray(init), n_features, "init")
+
+        self._batch_size = min(self.batch_size, n_samples)
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * self._batch_size
+            if init_size < self.n_clusters:
+                init_size = 3 * self.n_clusters
+        elif init_size < self.n_clusters:
+            warnings.warn(
+                f"init_size={init_size} should be larger than n_clusters={self.n_clusters}. "
+                "Setting it to min(3*n_clusters, n_samples)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            init_size = 3 * self.n_clusters
+        self._init_size = min(init_size, n_samples)
+
+        if self.n_init == "auto":
+            is_random = isinstance(init, str) and init == "random"
+            self._n_init = 3 if (is_random or callable(init)) else 1
+        else:
+            self._n_init = self.n_init
+        if self._init_array is not None and self._n_init != 1:
+            warnings.warn(
+                f"Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self._n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
+
+    # -- initialization -----------------------------------------------------------------
+
+    def _init_from_sample(self, sample, weights, seed: int) -> np.ndarray:
+        """Initial centers from in-memory rows, in the rows' dtype."""
+        init, k = self.init, self.n_clusters
+        if self._init_array is not None:
+            return self._init_array.astype(sample.dtype)
+        if callable(init):
+            centers = np.asarray(init(sample, k, random_state=np.random.RandomState(seed % 2**32)))
+            centers = self._check_centers(centers, sample.shape[1], "the centers returned by init")
+        elif init == "k-means++":
+            w = None if weights is None else np.asarray(weights, sample.dtype)
+            centers, _ = kmeans_plusplus(sample, k, sample_weight=w, random_state=seed % 2**32)
+        elif init == "random":
+            rng = _random.generator(seed)
+            p = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+            centers = sample[rng.choice(len(sample), k, replace=False, p=p)]
+        else:  # k-means|| on the sample: small, so run on the client, not the cluster
+            w = None if weights is None else da.from_array(np.asarray(weights, np.float64))
+            with dask.config.set(scheduler="sync"):
+                centers = _init.kmeans_parallel(
+                    da.from_array(sample, chunks=sample.shape), k, w, seed
+                )
+        return np.asarray(centers).astype(sample.dtype)
+
+    def _fit_init(self, data: da.Array, weights: da.Array | None, seed: int) -> np.ndarray:
+        """Best of ``n_init`` initializations, each on ``init_size`` sampled rows; sets
+        ``self._tol`` from the variance of the sampled rows."""
+        n = data.shape[0]
+        need_sample = self._init_array is None or self.tol > 0
+        self._tol = 0.0
+        if not need_sample:
+            return self._init_array.astype(data.dtype)
+
+        def draw(*key):
+            if self._init_size >= n:
+                return np.arange(n)
+            return _random.generator(seed, *key).integers(0, n, self._init_size)
+
+        runs = [draw(_KEY_INIT_ROWS, r) for r in range(self._n_init)]
+        validation = draw(_KEY_VALIDATION) if self._n_init > 1 else np.empty(0, np.int64)
+        wanted = np.unique(np.concatenate([*runs, validation]))
+        rows = _init.take_rows(data, wanted).astype(data.dtype)
+        row_weights = None if weights is None else np.asarray(weights[wanted].compute())
+        if not np.isfinite(rows).all():
+            bad = int(wanted[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]])
+            raise NonFiniteInputError("X", bad, (bad, bad + 1))
+
+        def pick(index):
+            at = np.searchsorted(wanted, index)
+            return rows[at], (None if row_weights is None else row_weights[at])
+
+        if self.tol > 0:
+            self._tol = float(np.mean(np.var(pick(runs[0])[0].astype(np.float64), axis=0)))
+            self._tol *= self.tol
+        if self._init_array is not None:
+            return self._init_array.astype(data.dtype)
+        best, best_inertia = None, None
+        for r, run_rows in enumerate(runs):
+            run_seed = int(_random.generator(seed, _KEY_INIT_RUN, r).integers(2**62))
+            centers = self._init_from_sample(*pick(run_rows), run_seed)
+            if self._n_init == 1:
+                return centers
+            _, inertia = mbk.labels_inertia(*pick(validation), centers)
+            if self.verbose:
+                print(f"Inertia for init {r + 1}/{self._n_init}: {inertia}")
+            if best_inertia is None or inertia < best_inertia:
+                best, best_inertia = centers, inertia
+        return best
+
+    # -- fit ----------------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the centers by mini-batch steps over batches streamed from ``X``.
+
+        Parameters
+        ----------
+        X : array-like, np.memmap, str, zarr.Array or dask.array.Array of shape \
+                (n_samples, n_features)
+            Training data; anything :func:`bigclust.as_dask_array` takes.
+        y : Ignored
+        sample_weight : array-like or dask.array.Array of shape (n_samples,), default=None
+            Weight of each row in the updates (scikit-learn instead samples rows with
+            probability proportional to their weight; the expected update is the same).
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+        """
+        data = keep_in_memory(as_dask_array(X), X)
+        n, d = data.shape
+        self._check_params(n, d)
+        weights = _check_sample_weight(sample_weight, data)
+        seed = _random.seed_from(self.random_state)
+        centers = self._fit_init(data, weights, seed)
+
+        bs = self._batch_size
+        max_steps = (self.max_iter * n) // bs
+        seg = segment_rows(d, data.dtype.itemsize, n, bs)
+        n_segments = math.ceil(n / seg)
+        params = mbk.FitParams(
+            seed,
+            n,
+            bs,
+            max_steps,
+            float(self.reassignment_ratio),
+            self._tol,
+            self.max_no_improvement,
+        )
+
+        def pieces():
+            needed = max_steps * bs
+            for epoch in itertools.count():
+                order = _random.generator(seed, mbk.KEY_SEGMENT_ORDER, epoch).permutation(
+                    n_segments
+                )
+                for s in order:
+                    lo, hi = int(s) * seg, min(n, (int(s) + 1) * seg)
+                    yield mbk.Piece(lo, hi, epoch, int(s))
+                    needed -= hi - lo
+                    if needed <= 0:
+                        return
+
+        in_memory = isinstance(X, np.ndarray) and active_client() is None
+        source = np.asarray(X, dtype=data.dtype) if in_memory else data
+        source_w = weights
+        state = mbk.FitState(centers, np.zeros(self.n_clusters))
+        folds = stream_fold(
+            mbk.fit_segment, source, pieces(), state, sample_weight=source_w, params=params
+        )
+        with contextlib.closing(folds):
+            for state in folds:
+                if state.bad_row is not None:
+                    lo = state.bad_row // seg * seg
+                    raise NonFiniteInputError("X", state.bad_row, (lo, min(n, lo + seg)))
+                if self.verbose:
+                    print(
+                        f"Minibatch step {state.step}/{max_steps}: mean batch inertia "
+                        f"{state.last_batch_inertia / bs}, ewa inertia {state.ewa_inertia}"
+                    )
+                if state.stopped is not None:
+                    if self.verbose and state.stopped.startswith("converged"):
+                        print(f"Converged ({state.stopped}) at step {state.step}/{max_steps}")
+                    break
+
+        self.cluster_centers_ = state.centers
+        self.n_features_in_ = d
+        self.n_steps_ = state.step
+        self.n_iter_ = math.ceil(state.step * bs / n)
+        self._set_stream_state(state.counts, state.n_since_last_reassign, seed, data.dtype)
+        self._numpy_out = _returns_numpy(X)
+        if self.compute_labels:
+            self.labels_, self.inertia_ = self._labels_inertia(data, weights)
+        else:
+            total = n if weights is None else float(weights.sum().compute())
+            ewa = state.ewa_inertia
+            if ewa is None:
+                ewa = state.last_batch_inertia / bs
+            self.inertia_ = float(ewa * total)
+        return self
+
+    def _labels_inertia(self, data: da.Array, weights: da.Array | None):
+        """One pass: labels (lazy for Dask output) and inertia of every row."""
+        aligned = () if weights is None else (weights,)
+        if self._numpy_out:
+            out = map_reduce(mbk.labels_inertia_chunk, data, *aligned, params=self.cluster_centers_)
+            return out.labels(), float(out.inertia)
+        stats = map_reduce(
+            kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk,
+            data,
+            *aligned,
+            params=kern.LloydParams(self.cluster_centers_, update_centers=False),
+        )
+        labels = map_blocks_lazy(
+            kern.labels_block, data, params=self.cluster_centers_, dtype=np.int32
+        )
+        return labels, float(stats.inertia)
+
+    def _set_stream_state(self, counts, n_since, seed, dtype):
+        self._counts = counts
+        self._n_since_last_reassign = n_since
+        self._seed = seed
+        self._dtype = np.dtype(dtype)
+
+    # -- partial_fit --------------------------------------------------------------------
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the centers with one batch, as scikit-learn's ``partial_fit``.
+
+        The first call initializes the centers from this batch (``init``; an explicit init
+        array is used as given). Each call is atomic: if it raises (different number of
+        features or dtype than before, NaN or infinity in the batch), the fitted state is
+        left as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array / Zarr array
+            The batch. A chunked input is consumed one row chunk at a time, each chunk one
+            batch (one step), read while the previous one updates the centers, in bounded
+            memory; ``labels_`` is then lazy (under the final centers) and ``inertia_`` sums
+            each chunk's inertia after its own step.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row.
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+        """
+        fitted = hasattr(self, "cluster_centers_")
+        numpy_in = _returns_numpy(X)
+        if numpy_in:
+            batch, weights = self._numpy_batch(X, sample_weight, fitted)
+            first = batch
+        else:
+            batch = as_dask_array(X)
+            self._check_against_fitted(batch.shape[1], batch.dtype, fitted)
+            weights = _check_sample_weight(sample_weight, batch)
+            first = None
+        n, d = batch.shape
+
+        if fitted:
+            centers, counts = self.cluster_centers_, self._counts
+            n_since, seed, batch_size = self._n_since_last_reassign, self._seed, self._batch_size
+            n_steps = getattr(self, "n_steps_", 0)
+        else:
+            if first is None:  # initialize from the first chunk, as from a first batch
+                first = np.asarray(batch.blocks[0].compute())
+            self._check_params(first.shape[0], d)
+            bad = mbk.first_nonfinite_row(first)
+            if bad is not None:
+                raise NonFiniteInputError("X", bad, (0, first.shape[0]))
+            seed = _random.seed_from(self.random_state)
+            init_rows, init_w = first, None
+            if weights is not None:
+                init_w = weights if numpy_in else np.asarray(weights.blocks[0].compute())
+            if self._init_size < first.shape[0]:
+                pick = _random.generator(seed, _KEY_INIT_ROWS).integers(
+                    0, first.shape[0], self._init_size
+                )
+                init_rows = first[pick]
+                init_w = None if init_w is None else init_w[pick]
+            run_seed = int(_random.generator(seed, _KEY_INIT_RUN, 0).integers(2**62))
+            centers = self._init_from_sample(init_rows, init_w, run_seed)
+            counts, n_since, n_steps, batch_size = np.zeros(self.n_clusters), 0, 0, self._batch_size
+
+        params = mbk.PartialParams(
+            seed, batch_size, float(self.reassignment_ratio), bool(self.compute_labels)
+        )
+        state = mbk.PartialState(centers, counts, n_steps, n_since)
+        if numpy_in:
+            state = mbk.partial_fit_chunk(batch, weights, state, params, mbk.Piece(0, n, 0, 0))
+            if state.bad_row is not None:
+                raise NonFiniteInputError("X", state.bad_row, (0, n))
+        else:
+            offsets = np.cumsum((0, *batch.chunks[0]))
+            chunks = (
+                mbk.Piece(int(a), int(b), 0, i)
+                for i, (a, b) in enumerate(itertools.pairwise(offsets))
+            )
+            with contextlib.closing(
+                stream_fold(
+                    mbk.partial_fit_chunk,
+                    batch,
+                    chunks,
+                    state,
+                    sample_weight=weights,
+                    params=params,
+                )
+            ) as folds:
+                for state in folds:
+                    if state.bad_row is not None:
+                        i = int(np.searchsorted(offsets, state.bad_row, side="right")) - 1
+                        raise NonFiniteInputError(
+                            "X", state.bad_row, (int(offsets[i]), int(offsets[i + 1]))
+                        )
+
+        # Commit: nothing above changed the estimator's fitted state.
+        self.cluster_centers_ = state.centers
+        self.n_features_in_ = d
+        self.n_steps_ = state.n_steps
+        self._set_stream_state(state.counts, state.n_since_last_reassign, seed, batch.dtype)
+        self._batch_size = batch_size
+        self._numpy_out = numpy_in
+        if self.compute_labels:
+            if numpy_in:
+                self.labels_, self.inertia_ = mbk.labels_inertia(batch, weights, state.centers)
+            else:
+                self.labels_ = map_blocks_lazy(
+                    kern.labels_block, batch, params=state.centers, dtype=np.int32
+                )
+                self.inertia_ = float(state.inertia)
+        return self
+
+    def _check_against_fitted(self, n_features, dtype, fitted):
+        if not fitted:
+            return
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        if np.dtype(dtype) != self._dtype:
+            raise TypeError(
+                f"X has dtype {np.dtype(dtype)} but {type(self).__name__} was fitted on "
+                f"{self._dtype} data; convert the batch with X.astype(np.{self._dtype})."
+            )
+
+    def _numpy_batch(self, X, sample_weight, fitted):
+        """Validate an in-memory batch as the data layer does, without wrapping it in Dask."""
+        source = np.asarray(X) if isinstance(X, np.memmap) else _open(X, None, "X")
+        if source.ndim != 2 or 0 in source.shape:
+            as_dask_array(source)  # raises the data layer's message
+        dtype = check_dtype(source.dtype, "X")
+        self._check_against_fitted(source.shape[1], dtype, fitted)
+        batch = np.ascontiguousarray(source, dtype=dtype)
+        if sample_weight is None:
+            return batch, None
+        n = batch.shape[0]
+        try:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"sample_weight is not a 1-D array of numbers: {err}") from None
+        if weights.ndim == 0:
+            weights = np.full(n, float(weights))
+        if weights.shape != (n,):
+            raise ValueError(
+                f"sample_weight has shape {weights.shape}; expected ({n},), one weight per sample."
+            )
+        _check_weight_values(weights.min(), weights.max(), np.isfinite(weights).all())
+        return batch, weights.astype(dtype)
+
+    # -- predict (shared with KMeans) ---------------------------------------------------
+
+    _input = KMeans._input
+    predict = KMeans.predict
+    transform = KMeans.transform
+    score = KMeans.score
+    fit_predict = KMeans.fit_predict
+    fit_transform = KMeans.fit_transform
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
