@@ -27,7 +27,100 @@ def _returns_numpy(X: Any) -> bool:
     return not is_lazy_input(X)
 
 
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+class _CentroidEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
+    """What every centroid estimator shares once fitted: predict, transform, score.
+
+    Subclasses set ``cluster_centers_``, ``n_clusters`` and ``n_features_in_``.
+    """
+
+    def _check_centers(self, centers, n_features, what) -> np.ndarray:
+        if centers.dtype.kind not in "iuf":
+            raise TypeError(f"{what} has dtype {centers.dtype}; expected real numbers.")
+        if centers.shape != (self.n_clusters, n_features):
+            raise ValueError(
+                f"{what} has shape {centers.shape}; expected (n_clusters={self.n_clusters}, "
+                f"n_features={n_features})."
+            )
+        if not np.isfinite(centers).all():
+            raise ValueError(f"{what} contains NaN or infinity.")
+        return centers.astype(np.float64)
+
+    @staticmethod
+    def _inertia(X, aligned, centers) -> float:
+        """The final assignment's inertia, so that it matches the returned centers."""
+        return map_reduce(
+            kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk,
+            X,
+            *aligned,
+            params=kern.LloydParams(centers, update_centers=False, with_inertia=True),
+        ).inertia
+
+    # -- predict ------------------------------------------------------------------------
+
+    def _input(self, X) -> da.Array:
+        check_is_fitted(self)
+        data = as_dask_array(X)
+        if data.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return data
+
+    @staticmethod
+    def _labels(data: da.Array, centers: np.ndarray, numpy_out: bool):
+        labels = map_blocks_lazy(kern.labels_block, data, params=centers, dtype=np.int32)
+        return labels.compute() if numpy_out else labels
+
+    def predict(self, X):
+        """Index of the nearest center for each row.
+
+        Returns
+        -------
+        labels : ndarray or dask.array.Array of shape (n_samples,)
+            NumPy for in-memory input, lazy Dask for Dask/Zarr input.
+        """
+        return self._labels(self._input(X), self.cluster_centers_, _returns_numpy(X))
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit and return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Euclidean distance from each row to each center.
+
+        Returns
+        -------
+        distances : ndarray or dask.array.Array of shape (n_samples, n_clusters)
+        """
+        data = self._input(X)
+        distances = map_blocks_lazy(
+            kern.distances_block,
+            data,
+            params=self.cluster_centers_,
+            dtype=data.dtype,
+            n_columns=self.n_clusters,
+        )
+        return distances.compute() if _returns_numpy(X) else distances
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit and return the distances from each row to each center."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Opposite of the (weighted) inertia of X under the fitted centers."""
+        data = self._input(X)
+        weights = _check_sample_weight(sample_weight, data)
+        aligned = () if weights is None else (weights,)
+        return -self._inertia(data, aligned, self.cluster_centers_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class KMeans(_CentroidEstimator):
     """K-Means clustering by Lloyd's algorithm, one pass over chunked data per iteration.
 
     Gives scikit-learn's ``KMeans(algorithm="lloyd")`` answer for the same data and initial
@@ -145,18 +238,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"unknown init {init!r}; valid: {valid}, an array or a callable.")
         elif not callable(init):
             self._init_array = self._check_centers(np.asarray(init), n_features, "init")
-
-    def _check_centers(self, centers, n_features, what) -> np.ndarray:
-        if centers.dtype.kind not in "iuf":
-            raise TypeError(f"{what} has dtype {centers.dtype}; expected real numbers.")
-        if centers.shape != (self.n_clusters, n_features):
-            raise ValueError(
-                f"{what} has shape {centers.shape}; expected (n_clusters={self.n_clusters}, "
-                f"n_features={n_features})."
-            )
-        if not np.isfinite(centers).all():
-            raise ValueError(f"{what} contains NaN or infinity.")
-        return centers.astype(np.float64)
 
     def _n_runs(self) -> int:
         if self.n_init != "auto":
@@ -279,14 +360,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 break
         return centers, self._inertia(X, aligned, centers), i + 1
 
-    @staticmethod
-    def _inertia(X, aligned, centers) -> float:
-        """The final assignment's inertia, so that it matches the returned centers."""
-        return map_reduce(
-            kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk, X, *aligned,
-            params=kern.LloydParams(centers, update_centers=False, with_inertia=True),
-        ).inertia
-
     def _new_centers(self, stats, centers, X, aligned) -> np.ndarray:
         """Average the sums; relocate empty clusters as scikit-learn does: each empty cluster
         takes one of the rows farthest from their (previous) centers."""
@@ -308,70 +381,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # Clusters still empty (all rows on their centers): at the largest cluster, not at 0.
         new[~filled] = new[np.argmax(weights)]
         return new
-
-    # -- predict ------------------------------------------------------------------------
-
-    def _input(self, X) -> da.Array:
-        check_is_fitted(self)
-        data = as_dask_array(X)
-        if data.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return data
-
-    @staticmethod
-    def _labels(data: da.Array, centers: np.ndarray, numpy_out: bool):
-        labels = map_blocks_lazy(kern.labels_block, data, params=centers, dtype=np.int32)
-        return labels.compute() if numpy_out else labels
-
-    def predict(self, X):
-        """Index of the nearest center for each row.
-
-        Returns
-        -------
-        labels : ndarray or dask.array.Array of shape (n_samples,)
-            NumPy for in-memory input, lazy Dask for Dask/Zarr input.
-        """
-        return self._labels(self._input(X), self.cluster_centers_, _returns_numpy(X))
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def transform(self, X):
-        """Euclidean distance from each row to each center.
-
-        Returns
-        -------
-        distances : ndarray or dask.array.Array of shape (n_samples, n_clusters)
-        """
-        data = self._input(X)
-        distances = map_blocks_lazy(
-            kern.distances_block,
-            data,
-            params=self.cluster_centers_,
-            dtype=data.dtype,
-            n_columns=self.n_clusters,
-        )
-        return distances.compute() if _returns_numpy(X) else distances
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit and return the distances from each row to each center."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """Opposite of the (weighted) inertia of X under the fitted centers."""
-        data = self._input(X)
-        weights = _check_sample_weight(sample_weight, data)
-        aligned = () if weights is None else (weights,)
-        return -self._inertia(data, aligned, self.cluster_centers_)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 def _check_sample_weight(sample_weight, X: da.Array) -> da.Array | None:

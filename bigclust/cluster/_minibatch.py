@@ -11,7 +11,6 @@ import warnings
 import dask
 import dask.array as da
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import kmeans_plusplus
 
 from bigclust import _random
@@ -20,7 +19,7 @@ from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster import _minibatch_kernels as mbk
 from bigclust.cluster._kmeans import (
-    KMeans,
+    _CentroidEstimator,
     _check_sample_weight,
     _check_weight_values,
     _returns_numpy,
@@ -52,7 +51,7 @@ def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int
     return int(min(n_samples, max(rows, batch_size)))
 
 
-class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+class MiniBatchKMeans(_CentroidEstimator):
     """Mini-batch K-Means: scikit-learn's updates, with batches streamed from chunked data.
 
     Each step assigns a batch to the nearest centers and moves every center that received
@@ -180,8 +179,6 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.reassignment_ratio = reassignment_ratio
 
     # -- validation ---------------------------------------------------------------------
-
-    _check_centers = KMeans._check_centers
 
     def _check_params(self, n_samples: int, n_features: int) -> None:
         def integer(name, value, minimum):
@@ -417,16 +414,8 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if self._numpy_out:
             out = map_reduce(mbk.labels_inertia_chunk, data, *aligned, params=self.cluster_centers_)
             return out.labels(), float(out.inertia)
-        stats = map_reduce(
-            kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk,
-            data,
-            *aligned,
-            params=kern.LloydParams(self.cluster_centers_, update_centers=False),
-        )
-        labels = map_blocks_lazy(
-            kern.labels_block, data, params=self.cluster_centers_, dtype=np.int32
-        )
-        return labels, float(stats.inertia)
+        labels = self._labels(data, self.cluster_centers_, numpy_out=False)
+        return labels, self._inertia(data, aligned, self.cluster_centers_)
 
     def _set_stream_state(self, counts, n_since, seed, dtype):
         self._counts = counts
@@ -582,16 +571,4 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         _check_weight_values(weights.min(), weights.max(), np.isfinite(weights).all())
         return batch, weights.astype(dtype)
 
-    # -- predict (shared with KMeans) ---------------------------------------------------
 
-    _input = KMeans._input
-    predict = KMeans.predict
-    transform = KMeans.transform
-    score = KMeans.score
-    fit_predict = KMeans.fit_predict
-    fit_transform = KMeans.fit_transform
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
