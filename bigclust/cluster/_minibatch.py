@@ -14,7 +14,6 @@ import numpy as np
 from sklearn.cluster import kmeans_plusplus
 
 from bigclust import _random
-from bigclust._stream import stream_fold
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster import _minibatch_kernels as mbk
@@ -30,6 +29,7 @@ from bigclust.driver import (
     keep_in_memory,
     map_blocks_lazy,
     map_reduce,
+    stream_fold,
 )
 from bigclust.io import DEFAULT_CHUNK_BYTES, _open, as_dask_array, check_dtype
 
