@@ -1,7 +1,8 @@
 """bigclust: clustering for datasets larger than one machine's memory, on Dask."""
 
 from bigclust.io import as_dask_array
+from bigclust.mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "as_dask_array"]
+__all__ = ["GaussianMixture", "__version__", "as_dask_array"]
