@@ -301,6 +301,7 @@ def _new_accumulators(covariance_type: str, k: int, d: int):
     return [np.zeros(k), np.zeros((k, d)), second]
 
 
+@np.errstate(invalid="ignore", over="ignore")
 def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianStats:
     """E-step of one chunk: responsibilities under ``model`` and their sufficient statistics.
 
@@ -366,6 +367,7 @@ def _nearest_center_resp(y_t: np.ndarray, centers_shifted: np.ndarray) -> np.nda
     return resp
 
 
+@np.errstate(invalid="ignore", over="ignore")
 def init_stats(block: np.ndarray, init: InitResp, start: int = 0) -> GaussianStats:
     """Sufficient statistics of one chunk under initial responsibilities (see :class:`InitResp`).
 
@@ -392,6 +394,7 @@ def init_stats(block: np.ndarray, init: InitResp, start: int = 0) -> GaussianSta
     return _finish(acc, ctype, n_rows, d, 0.0 if finite else np.nan)
 
 
+@np.errstate(invalid="ignore", over="ignore")
 def estimate_weighted_log_prob(block: np.ndarray, model: Model) -> np.ndarray:
     """(rows x k) ``log w_k + log N(x | mu_k, Sigma_k)`` for every row of ``block``."""
     n_rows = block.shape[0]
