@@ -214,6 +214,21 @@ def test_initial_parameters_match_sklearn_for_data_rows():
     assert gm.n_iter_ == 0
 
 
+def test_max_iter_zero_keeps_the_given_parameters():
+    init = _init("full")
+    gm = GaussianMixture(K_COMPONENTS, max_iter=0, **init).fit(_unreadable())  # no pass at all
+    _close(gm.means_, init["means_init"], 1e-15)
+    _close(gm.precisions_, init["precisions_init"], 1e-12)
+    _close(gm.covariances_, np.linalg.inv(init["precisions_init"]), 1e-12)
+    assert gm.n_iter_ == 0 and gm.lower_bound_ == -np.inf
+
+
+@pytest.mark.skipif(HAS_KMEANS, reason="only while bigclust.KMeans is not merged")
+def test_missing_kmeans_fails_before_reading_data():
+    with pytest.raises(ImportError, match=r"init_params='kmeans' needs bigclust\.cluster\.KMeans"):
+        GaussianMixture(K_COMPONENTS).fit(_unreadable())
+
+
 @needs_kmeans
 @pytest.mark.parametrize("kind", ["numpy", "dask"])
 def test_kmeans_initialisation(kind):

@@ -255,6 +255,13 @@ def _precision_cholesky_from_precisions(precisions, covariance_type):
     return np.sqrt(precisions)
 
 
+def _covariances_from_precisions(precisions, covariance_type):
+    """So that ``covariances_`` exists even when ``max_iter=0`` with ``precisions_init``."""
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(precisions)
+    return 1.0 / precisions
+
+
 def _precisions_from_cholesky(precisions_chol, covariance_type):
     if covariance_type == "full":
         return precisions_chol @ np.swapaxes(precisions_chol, 1, 2)
@@ -267,11 +274,8 @@ def _precisions_from_cholesky(precisions_chol, covariance_type):
 # Initialisation helpers
 
 
-def _kmeans_centers(X: da.Array, n_components: int, seed: int) -> np.ndarray:
-    """Centers of bigclust's distributed KMeans (k-means|| seeding, one run).
-
-    The only place that depends on :mod:`bigclust.cluster`.
-    """
+def _kmeans_class():
+    """bigclust's distributed KMeans: the only dependency on :mod:`bigclust.cluster`."""
     try:
         from bigclust.cluster import KMeans
     except ImportError as err:  # pragma: no cover - until bigclust.cluster is merged
@@ -279,7 +283,13 @@ def _kmeans_centers(X: da.Array, n_components: int, seed: int) -> np.ndarray:
             "init_params='kmeans' needs bigclust.cluster.KMeans; use init_params="
             "'k-means++', 'random' or 'random_from_data' meanwhile."
         ) from err
-    km = KMeans(n_clusters=n_components, init="k-means||", n_init=1, random_state=seed)
+    return KMeans
+
+
+def _kmeans_centers(X: da.Array, n_components: int, seed: int) -> np.ndarray:
+    """Centers of one run of bigclust's KMeans with k-means|| seeding; the responsibilities
+    are then one-hot to the nearest center (its labels), as scikit-learn's "kmeans" init."""
+    km = _kmeans_class()(n_clusters=n_components, init="k-means||", n_init=1, random_state=seed)
     return np.asarray(km.fit(X).cluster_centers_, dtype=np.float64)
 
 
@@ -757,6 +767,9 @@ class GaussianMixture(BaseMixture):
             if self.precisions_init is None
             else _check_precisions(self.precisions_init, ctype, k, n_features)
         )
+        given = (self._weights_init, self._means_init, self._precisions_init)
+        if self.init_params == "kmeans" and any(g is None for g in given):
+            _kmeans_class()  # fail now, not after reading data
 
     @property
     def _eps(self) -> float:
@@ -806,7 +819,7 @@ class GaussianMixture(BaseMixture):
             precisions_chol = _precision_cholesky(covariances, ctype, self._float32)
         else:
             precisions_chol = _precision_cholesky_from_precisions(self._precisions_init, ctype)
-            covariances = None
+            covariances = _covariances_from_precisions(self._precisions_init, ctype)
         self._params = (weights, means, covariances, precisions_chol)
 
     @property
@@ -841,8 +854,7 @@ class GaussianMixture(BaseMixture):
         dtype = self._dtype
         self.weights_ = weights.astype(dtype)
         self.means_ = means.astype(dtype)
-        if covariances is not None:
-            self.covariances_ = covariances.astype(dtype)
+        self.covariances_ = covariances.astype(dtype)
         self.precisions_cholesky_ = precisions_chol.astype(dtype)
         self.precisions_ = _precisions_from_cholesky(precisions_chol, self.covariance_type)
         self.precisions_ = self.precisions_.astype(dtype)
