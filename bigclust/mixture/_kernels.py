@@ -137,7 +137,7 @@ def n_phi(covariance_type: str, n_features: int) -> int:
 def block_rows(n_phi_: int, n_components: int) -> int:
     """Rows per block so that the feature matrix and the (rows x k) arrays stay small."""
     rows = BLOCK_BYTES // (8 * (n_phi_ + 2 * n_components))
-    return int(min(8192, max(64, rows)))
+    return int(min(8192, max(16, rows)))
 
 
 def _phi(block: np.ndarray, shift: np.ndarray, covariance_type: str, out: np.ndarray):
