@@ -304,8 +304,21 @@ def test_score_is_mean_of_score_samples():
     np.testing.assert_allclose(gm.score(X), gm.score_samples(X).mean(), rtol=1e-12)
 
 
-def test_density_threshold_without_materialising_scores(tmp_path):
-    """The anomaly workflow: lazy scores of a Zarr array, exact 2nd percentile threshold."""
+def test_density_threshold_without_materialising_scores(tmp_path, monkeypatch):
+    """The anomaly workflow: lazy scores of a Zarr array, exact 2nd percentile threshold;
+    the client only receives histograms and a few hundred values, never the scores."""
+    import bigclust.mixture._percentile as P
+
+    original, received = P.map_reduce, []
+
+    def recording_map_reduce(*args, **kwargs):
+        """Record the largest array in each result that reaches the client."""
+        result = original(*args, **kwargs)
+        parts = result if isinstance(result, tuple) else (result.values,)
+        received.append(max(np.size(part) for part in parts))
+        return result
+
+    monkeypatch.setattr(P, "map_reduce", recording_map_reduce)
     rng = np.random.default_rng(1)
     X = rng.normal(size=(20_000, 3))
     path = str(tmp_path / "X.zarr")
@@ -318,6 +331,8 @@ def test_density_threshold_without_materialising_scores(tmp_path):
     threshold = percentile(scores, 2, bins=16, max_gather=200)  # forces several passes
     expected = np.percentile(gm.score_samples(X), 2)
     np.testing.assert_allclose(threshold, expected, rtol=1e-13)
+    assert len(received) >= 3  # range, at least one histogram, the final gather
+    assert max(received) <= 250  # 16-bin histograms and at most ~max_gather values
     outliers = scores < threshold
     assert abs(int(outliers.sum().compute()) - 0.02 * len(X)) <= 1
 

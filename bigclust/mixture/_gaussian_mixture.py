@@ -417,10 +417,10 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._dtype = Xd.dtype
         self._check_parameters(n_features)
         Xd = keep_in_memory(Xd, source)
-        self._fit_dask(Xd)
+        self._em(Xd)
         return self
 
-    def _fit_dask(self, X: da.Array):
+    def _em(self, X: da.Array):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         seed = _random.seed_from(self.random_state)
