@@ -2,7 +2,8 @@
 
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
+from bigclust.mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "MiniBatchKMeans", "__version__", "as_dask_array"]
+__all__ = ["GaussianMixture", "KMeans", "MiniBatchKMeans", "__version__", "as_dask_array"]

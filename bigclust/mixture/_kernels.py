@@ -1,0 +1,543 @@
+"""Per-chunk NumPy kernels for Gaussian mixtures: E-step statistics and per-row outputs.
+
+Pure NumPy (no Dask): every function takes one chunk and small parameters and returns small
+arrays. They are run over the chunks by :mod:`bigclust.driver`.
+
+How the E-step is computed
+--------------------------
+All arithmetic happens on ``y = x - shift`` in float64, where ``shift`` is a point inside the
+data (the current mixture mean, or a data row before the first M-step), so data far from the
+origin keep their digits. For each row block the kernel builds a feature matrix ``phi(y)``,
+stored transposed (features x rows) so every element-wise step runs along long contiguous rows:
+
+- ``full`` and ``tied``: ``[y, upper triangle of y y^T]`` (``d + d(d+1)/2`` features),
+- ``diag``: ``[y, y**2]`` (``2d``),
+- ``spherical``: ``[y, |y|**2]`` (``d + 1``).
+
+Each component's log density is then linear in ``phi``: ``log w_k + log N(x | mu_k, P_k)`` =
+``coef[k] @ phi(y) + offset[k]``. So the whole E-step is one matrix product
+``coef @ phi`` (k x rows), a log-sum-exp over k, and the sufficient statistics are one more
+product ``phi @ resp`` that yields the first and second moments of every component at once:
+two GEMMs per row block and ``O(rows x features)`` element-wise work, never ``rows x k x d``.
+
+Statistics are :class:`GaussianStats` named tuples that combine by addition (float64).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "GaussianStats",
+    "InitResp",
+    "Model",
+    "block_rows",
+    "e_step_stats",
+    "estimate_weighted_log_prob",
+    "init_stats",
+    "log_prob_sum",
+    "n_phi",
+    "predict_block",
+    "predict_proba_block",
+    "score_samples_block",
+]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+#: Target bytes of one row block's feature matrix: large enough for efficient GEMMs,
+#: small enough to stay in cache-friendly, bounded memory per task.
+BLOCK_BYTES = 2 * 2**20
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class Model(NamedTuple):
+    """What the E-step needs, precomputed on the driver in float64 (see :func:`make_model`).
+
+    ``coef`` has shape (n_components, n_phi) and ``offset`` (n_components,): the weighted log
+    density of component k at x is ``coef[k] @ phi(x - shift) + offset[k]``.
+    """
+
+    covariance_type: str
+    shift: np.ndarray
+    coef: np.ndarray
+    offset: np.ndarray
+
+
+class GaussianStats(NamedTuple):
+    """Sufficient statistics of one or more chunks (float64); they combine by addition.
+
+    Moments are taken around the ``shift`` of the :class:`Model` (or :class:`InitResp`) that
+    produced them.
+
+    Attributes
+    ----------
+    n_samples : int
+        Rows seen.
+    resp_sum : ndarray of shape (n_components,)
+        ``N_k = sum_i r_ik``.
+    first : ndarray of shape (n_components, n_features)
+        ``sum_i r_ik (x_i - shift)``.
+    second : ndarray
+        ``full``: (n_components, n_features, n_features), ``sum_i r_ik y_i y_i^T``;
+        ``tied``: (n_features, n_features), ``sum_i y_i y_i^T`` (unweighted, as scikit-learn's
+        tied estimator uses ``X^T X``); ``diag``: (n_components, n_features),
+        ``sum_i r_ik y_i**2``; ``spherical``: (n_components,), ``sum_i r_ik |y_i|**2``.
+    log_likelihood : float
+        ``sum_i log p(x_i)`` under the model (0 for initialisation passes).
+    """
+
+    n_samples: int
+    resp_sum: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    log_likelihood: float
+
+
+class InitResp(NamedTuple):
+    """Responsibilities of an initialisation pass, generated inside each chunk.
+
+    kind : {"random", "rows", "centers"}
+        ``"random"``: uniform draws normalised per row, from the row-keyed stream
+        ``(seed, key)`` (any chunking gives the same numbers); ``"rows"``: one-hot for the
+        global rows ``rows`` (sorted) to components ``components``, zero elsewhere (as
+        scikit-learn's ``random_from_data`` and ``k-means++``); ``"centers"``: one-hot to the
+        nearest of ``centers`` (the labels of a k-means fit).
+    """
+
+    kind: str
+    covariance_type: str
+    n_components: int
+    shift: np.ndarray
+    seed: int = 0
+    key: tuple = ()
+    rows: np.ndarray | None = None
+    components: np.ndarray | None = None
+    centers: np.ndarray | None = None
+
+
+def n_phi(covariance_type: str, n_features: int) -> int:
+    """Number of features of ``phi(y)`` for a covariance type."""
+    d = n_features
+    if covariance_type in ("full", "tied"):
+        return d + d * (d + 1) // 2
+    if covariance_type == "diag":
+        return 2 * d
+    if covariance_type == "spherical":
+        return d + 1
+    raise ValueError(
+        f"unknown covariance_type {covariance_type!r}; valid: "
+        + ", ".join(map(repr, COVARIANCE_TYPES))
+    )
+
+
+def block_rows(n_phi_: int, n_components: int) -> int:
+    """Rows per block so that the feature matrix and the (rows x k) arrays stay small."""
+    rows = BLOCK_BYTES // (8 * (n_phi_ + 2 * n_components))
+    return int(min(8192, max(16, rows)))
+
+
+def _phi(block: np.ndarray, shift: np.ndarray, covariance_type: str, out: np.ndarray):
+    """Fill ``out`` (n_phi x rows) with ``phi(block - shift)``, transposed; return it."""
+    d = block.shape[1]
+    y = np.subtract(block.T, shift[:, None], out=out[:d], dtype=np.float64, casting="unsafe")
+    if covariance_type in ("full", "tied"):
+        offset = d
+        for i in range(d):
+            np.multiply(y[i], y[i:], out=out[offset : offset + d - i])
+            offset += d - i
+    elif covariance_type == "diag":
+        np.multiply(y, y, out=out[d:])
+    else:
+        np.einsum("ij,ij->j", y, y, out=out[d])
+    return out
+
+
+def _blocks(n_rows: int, rows: int):
+    for lo in range(0, n_rows, rows):
+        yield lo, min(n_rows, lo + rows)
+
+
+def _upper_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(d)
+
+
+def _unpack_symmetric(packed: np.ndarray, d: int) -> np.ndarray:
+    """(..., d(d+1)/2) upper triangles (row-major) -> (..., d, d) symmetric matrices."""
+    iu, ju = _upper_indices(d)
+    out = np.zeros((*packed.shape[:-1], d, d))
+    out[..., iu, ju] = packed
+    out[..., ju, iu] = packed
+    return out
+
+
+def _pack_symmetric(matrices: np.ndarray) -> np.ndarray:
+    """(..., d, d) symmetric -> (..., d(d+1)/2) coefficients of the upper-triangle features,
+    off-diagonal entries doubled so that ``coef @ tri(y y^T) = y^T M y``."""
+    d = matrices.shape[-1]
+    iu, ju = _upper_indices(d)
+    packed = matrices[..., iu, ju] * 2.0
+    packed[..., iu == ju] *= 0.5
+    return packed
+
+
+def make_model(
+    covariance_type: str,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_chol: np.ndarray,
+    shift: np.ndarray | None = None,
+) -> Model:
+    """Precompute the E-step coefficients of a mixture (driver side, float64).
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    precisions_chol : ndarray
+        scikit-learn's ``precisions_cholesky_`` layout: (k, d, d) full, (d, d) tied,
+        (k, d) diag, (k,) spherical.
+    shift : ndarray of shape (n_features,), optional
+        Origin of the computation; default the weighted mean of the means.
+
+    Returns
+    -------
+    Model
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    means = np.asarray(means, dtype=np.float64)
+    pc = np.asarray(precisions_chol, dtype=np.float64)
+    k, d = means.shape
+    if shift is None:
+        shift = weights @ means / max(weights.sum(), np.finfo(np.float64).tiny)
+    shift = np.asarray(shift, dtype=np.float64)
+    m = means - shift  # component means in shifted coordinates
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(weights)
+    if covariance_type in ("full", "tied"):
+        chols = pc if covariance_type == "full" else np.broadcast_to(pc, (k, d, d))
+        precisions = chols @ np.swapaxes(chols, 1, 2)  # P = U U^T
+        log_det = np.log(np.diagonal(chols, axis1=1, axis2=2)).sum(axis=1)
+        linear = np.einsum("kij,kj->ki", precisions, m)
+        quad_m = np.einsum("kij,ki->kj", chols, m)  # U^T m, so m^T P m = |U^T m|^2
+        const = -0.5 * (quad_m**2).sum(axis=1)
+        quadratic = -0.5 * _pack_symmetric(precisions)
+    elif covariance_type == "diag":
+        precisions = pc**2
+        log_det = np.log(pc).sum(axis=1)
+        linear = precisions * m
+        const = -0.5 * (precisions * m**2).sum(axis=1)
+        quadratic = -0.5 * precisions
+    elif covariance_type == "spherical":
+        precisions = pc**2
+        log_det = d * np.log(pc)
+        linear = precisions[:, None] * m
+        const = -0.5 * precisions * (m**2).sum(axis=1)
+        quadratic = -0.5 * precisions[:, None]
+    else:
+        n_phi(covariance_type, d)  # raises with the list of valid names
+    coef = np.ascontiguousarray(np.concatenate([linear, quadratic], axis=1))
+    offset = const + log_det - 0.5 * d * _LOG_2PI + log_weights
+    return Model(covariance_type, shift, coef, offset)
+
+
+def _weighted_log_prob_t(phi: np.ndarray, model: Model) -> np.ndarray:
+    """(k x rows) weighted log densities from a transposed feature block."""
+    out = model.coef @ phi
+    out += model.offset[:, None]
+    return out
+
+
+def _normalize_log(wlp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In place: (k x rows) weighted log probs -> responsibilities; returns (resp, log p(x))."""
+    top = wlp.max(axis=0)
+    finite_top = np.where(np.isfinite(top), top, 0.0)
+    wlp -= finite_top
+    np.exp(wlp, out=wlp)
+    total = wlp.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wlp /= total
+        log_norm = np.log(total) + finite_top
+    return wlp, log_norm
+
+
+def _accumulate(phi: np.ndarray, resp_t: np.ndarray | None, covariance_type: str, d: int, acc):
+    """Add one block's moments to the accumulators ``acc = [resp_sum, first, second_raw]``."""
+    if resp_t is None:
+        return
+    moments = resp_t @ phi.T  # (k x n_phi): first and second moments in one product
+    acc[0] += resp_t.sum(axis=1)
+    acc[1] += moments[:, :d]
+    if covariance_type == "tied":
+        acc[2] += phi[d:].sum(axis=1)
+    elif covariance_type == "spherical":
+        acc[2] += moments[:, d]
+    else:
+        acc[2] += moments[:, d:]
+
+
+def _finish(acc, covariance_type: str, n_rows: int, d: int, log_likelihood: float):
+    resp_sum, first, second = acc
+    if covariance_type == "full":
+        second = _unpack_symmetric(second, d)
+    elif covariance_type == "tied":
+        second = _unpack_symmetric(second, d)
+    return GaussianStats(n_rows, resp_sum, first, second, float(log_likelihood))
+
+
+def _new_accumulators(covariance_type: str, k: int, d: int):
+    if covariance_type == "full":
+        second = np.zeros((k, d * (d + 1) // 2))
+    elif covariance_type == "tied":
+        second = np.zeros(d * (d + 1) // 2)
+    elif covariance_type == "diag":
+        second = np.zeros((k, d))
+    else:
+        second = np.zeros(k)
+    return [np.zeros(k), np.zeros((k, d)), second]
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianStats:
+    """E-step of one chunk: responsibilities under ``model`` and their sufficient statistics.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n_rows, n_features)
+        The chunk (float32 or float64; never written to).
+    model : Model
+        From :func:`make_model`.
+    start : int
+        Global offset of the chunk (unused: the E-step has no randomness).
+
+    Returns
+    -------
+    GaussianStats
+        Moments around ``model.shift`` and the summed log-likelihood.
+    """
+    n_rows, d = block.shape
+    ctype = model.covariance_type
+    k, p = model.coef.shape
+    acc = _new_accumulators(ctype, k, d)
+    rows = block_rows(p, k)
+    buffer = np.empty((p, min(rows, n_rows)))
+    log_likelihood = 0.0
+    for lo, hi in _blocks(n_rows, rows):
+        phi = _phi(block[lo:hi], model.shift, ctype, buffer[:, : hi - lo])
+        resp, log_norm = _normalize_log(_weighted_log_prob_t(phi, model))
+        log_likelihood += log_norm.sum()
+        _accumulate(phi, resp, ctype, d, acc)
+    return _finish(acc, ctype, n_rows, d, log_likelihood)
+
+
+def _init_resp_t(init: InitResp, lo: int, hi: int) -> np.ndarray | None:
+    """(k x rows) initial responsibilities for global rows [lo, hi); ``None`` if all zero."""
+    from bigclust import _random
+
+    k = init.n_components
+    if init.kind == "random":
+        draws = _random.rows_random(
+            init.seed, init.key, lo, hi, lambda rng, m: rng.uniform(size=(m, k))
+        )
+        resp = draws.T.copy()
+        resp /= resp.sum(axis=0)
+        return resp
+    if init.kind == "rows":
+        a, b = np.searchsorted(init.rows, [lo, hi])
+        if a == b:
+            return None
+        resp = np.zeros((k, hi - lo))
+        resp[init.components[a:b], init.rows[a:b] - lo] = 1.0
+        return resp
+    raise ValueError(f"unknown initialisation {init.kind!r}")
+
+
+def _nearest_center_resp(y_t: np.ndarray, centers_shifted: np.ndarray) -> np.ndarray:
+    """One-hot (k x rows) to the nearest center, by ``|c|^2 - 2 c.y`` (|y|^2 is common)."""
+    scores = centers_shifted @ y_t
+    scores *= -2.0
+    scores += (centers_shifted**2).sum(axis=1)[:, None]
+    labels = np.argmin(scores, axis=0)
+    resp = np.zeros_like(scores)
+    resp[labels, np.arange(y_t.shape[1])] = 1.0
+    return resp
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def init_stats(block: np.ndarray, init: InitResp, start: int = 0) -> GaussianStats:
+    """Sufficient statistics of one chunk under initial responsibilities (see :class:`InitResp`).
+
+    ``log_likelihood`` is 0. ``start`` keys the random stream and the row selection.
+    """
+    n_rows, d = block.shape
+    ctype, k = init.covariance_type, init.n_components
+    p = n_phi(ctype, d)
+    acc = _new_accumulators(ctype, k, d)
+    rows = block_rows(p, k)
+    buffer = np.empty((p, min(rows, n_rows)))
+    finite = True
+    for lo, hi in _blocks(n_rows, rows):
+        phi = _phi(block[lo:hi], init.shift, ctype, buffer[:, : hi - lo])
+        # Rows with zero responsibility must not hide NaN: report it through the result.
+        finite = finite and bool(np.isfinite(phi[:d]).all())
+        if init.kind == "centers":
+            resp = _nearest_center_resp(phi[:d], init.centers - init.shift)
+        else:
+            resp = _init_resp_t(init, start + lo, start + hi)
+        if resp is None and ctype == "tied":
+            resp = np.zeros((k, hi - lo))  # tied still needs every row's y y^T
+        _accumulate(phi, resp, ctype, d, acc)
+    return _finish(acc, ctype, n_rows, d, 0.0 if finite else np.nan)
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def estimate_weighted_log_prob(block: np.ndarray, model: Model) -> np.ndarray:
+    """(rows x k) ``log w_k + log N(x | mu_k, Sigma_k)`` for every row of ``block``."""
+    n_rows = block.shape[0]
+    k, p = model.coef.shape
+    out = np.empty((n_rows, k))
+    rows = block_rows(p, k)
+    buffer = np.empty((p, min(rows, n_rows)))
+    for lo, hi in _blocks(n_rows, rows):
+        phi = _phi(block[lo:hi], model.shift, model.covariance_type, buffer[:, : hi - lo])
+        out[lo:hi] = _weighted_log_prob_t(phi, model).T
+    return out
+
+
+def _log_resp_and_norm(block: np.ndarray, model: Model):
+    wlp = estimate_weighted_log_prob(block, model)
+    top = wlp.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+        log_norm = np.log(np.exp(wlp - top).sum(axis=1, keepdims=True)) + top
+        log_resp = wlp - log_norm
+    return log_resp, log_norm[:, 0]
+
+
+def predict_block(block: np.ndarray, model: Model) -> np.ndarray:
+    """Most probable component of each row (int64); -1 for a row holding NaN or infinity."""
+    wlp = estimate_weighted_log_prob(block, model)
+    labels = wlp.argmax(axis=1).astype(np.int64)
+    labels[~np.isfinite(wlp.max(axis=1))] = -1
+    return labels
+
+
+def predict_proba_block(block: np.ndarray, params: tuple[Model, np.dtype]) -> np.ndarray:
+    """Responsibilities (rows x k) in the output dtype ``params[1]``."""
+    model, dtype = params
+    log_resp, _ = _log_resp_and_norm(block, model)
+    return np.exp(log_resp).astype(dtype, copy=False)
+
+
+def score_samples_block(block: np.ndarray, params: tuple[Model, np.dtype]) -> np.ndarray:
+    """``log p(x)`` of each row in the output dtype ``params[1]``."""
+    model, dtype = params
+    _, log_norm = _log_resp_and_norm(block, model)
+    return log_norm.astype(dtype, copy=False)
+
+
+def log_prob_sum(block: np.ndarray, model: Model, start: int = 0) -> float:
+    """``sum_i log p(x_i)`` over the chunk (for ``score``, ``bic``, ``aic``)."""
+    return float(_log_resp_and_norm(block, model)[1].sum())
+
+
+# --- k-means++ seeding: one pass per sampling step, one per evaluation of the candidates ---
+
+
+class SeedingParams(NamedTuple):
+    """Broadcast parameters of the k-means++ passes (float64)."""
+
+    centers: np.ndarray  # (n_chosen, n_features), may be empty
+    shift: np.ndarray
+    seed: int
+    key: tuple
+    candidates: np.ndarray  # (n_trials, n_features) for kmeanspp_potential; else unused
+
+
+class Race:
+    """Per-trial winners of an exponential race: the row with the smallest ``E / w`` for
+    ``E ~ Exp(1)`` is drawn with probability proportional to ``w`` (here ``D(x)^2``)."""
+
+    __slots__ = ("keys", "points", "potential", "rows")
+
+    def __init__(self, keys, rows, points, potential):
+        self.keys, self.rows, self.points, self.potential = keys, rows, points, potential
+
+    def combine(self, other: Race) -> Race:
+        take = other.keys < self.keys
+        return Race(
+            np.where(take, other.keys, self.keys),
+            np.where(take, other.rows, self.rows),
+            np.where(take[:, None], other.points, self.points),
+            self.potential + other.potential,
+        )
+
+    def all_finite(self) -> bool:
+        return bool(np.isfinite(self.potential))
+
+
+def _min_sq_dist(y_t: np.ndarray, centers_shifted: np.ndarray) -> np.ndarray:
+    """(rows,) squared distance of each shifted row (columns of y_t) to its nearest center."""
+    if centers_shifted.shape[0] == 0:
+        return np.ones(y_t.shape[1])
+    d2 = centers_shifted @ y_t
+    d2 *= -2.0
+    d2 += (centers_shifted**2).sum(axis=1)[:, None]
+    d2 += np.einsum("ij,ij->j", y_t, y_t)
+    return np.maximum(d2.min(axis=0), 0.0)
+
+
+def kmeanspp_race(block: np.ndarray, params: SeedingParams, start: int = 0) -> Race:
+    """Sample ``n_trials`` rows with probability proportional to ``D(x)^2`` (one chunk).
+
+    The exponential draws come from the row-keyed stream ``(seed, key)``, so the sample does
+    not depend on the chunking.
+    """
+    from bigclust import _random
+
+    n_rows, d = block.shape
+    n_trials = params.candidates.shape[0]
+    keys = np.full(n_trials, np.inf)
+    rows = np.zeros(n_trials, dtype=np.int64)
+    points = np.zeros((n_trials, d))
+    potential = 0.0
+    step = block_rows(d, max(1, params.centers.shape[0]))
+    for lo, hi in _blocks(n_rows, step):
+        y_t = np.subtract(block[lo:hi].T, params.shift[:, None], dtype=np.float64)
+        d2 = _min_sq_dist(y_t, params.centers - params.shift)
+        potential += d2.sum()
+        draws = _random.rows_random(
+            params.seed,
+            params.key,
+            start + lo,
+            start + hi,
+            lambda rng, m: rng.standard_exponential(size=(m, n_trials)),
+        )
+        with np.errstate(divide="ignore"):
+            race = draws / d2[:, None]
+        best = race.argmin(axis=0)
+        won = race[best, np.arange(n_trials)] < keys
+        keys = np.where(won, race[best, np.arange(n_trials)], keys)
+        rows = np.where(won, start + lo + best, rows)
+        points = np.where(won[:, None], block[lo:hi][best].astype(np.float64), points)
+    return Race(keys, rows, points, potential)
+
+
+def kmeanspp_potential(block: np.ndarray, params: SeedingParams, start: int = 0) -> np.ndarray:
+    """(n_trials,) ``sum_x min(D(x)^2, |x - candidate_t|^2)`` over one chunk."""
+    n_rows, _ = block.shape
+    n_trials = params.candidates.shape[0]
+    total = np.zeros(n_trials)
+    centers = params.centers - params.shift
+    candidates = params.candidates - params.shift
+    step = block_rows(block.shape[1], max(1, centers.shape[0] + n_trials))
+    for lo, hi in _blocks(n_rows, step):
+        y_t = np.subtract(block[lo:hi].T, params.shift[:, None], dtype=np.float64)
+        d2 = _min_sq_dist(y_t, centers)
+        for t in range(n_trials):
+            total[t] += np.minimum(d2, _min_sq_dist(y_t, candidates[t : t + 1])).sum()
+    return total
