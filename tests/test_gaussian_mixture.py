@@ -30,10 +30,6 @@ from bigclust.mixture import percentile
 
 TYPES = ("full", "tied", "diag", "spherical")
 K_COMPONENTS = 3
-HAS_KMEANS = hasattr(bigclust, "KMeans")
-needs_kmeans = pytest.mark.skipif(
-    not HAS_KMEANS, reason="init_params='kmeans' needs bigclust.KMeans, not merged yet"
-)
 
 
 @functools.cache
@@ -223,13 +219,6 @@ def test_max_iter_zero_keeps_the_given_parameters():
     assert gm.n_iter_ == 0 and gm.lower_bound_ == -np.inf
 
 
-@pytest.mark.skipif(HAS_KMEANS, reason="only while bigclust.KMeans is not merged")
-def test_missing_kmeans_fails_before_reading_data():
-    with pytest.raises(ImportError, match=r"init_params='kmeans' needs bigclust\.cluster\.KMeans"):
-        GaussianMixture(K_COMPONENTS).fit(_unreadable())
-
-
-@needs_kmeans
 @pytest.mark.parametrize("kind", ["numpy", "dask"])
 def test_kmeans_initialisation(kind):
     X = _data()
@@ -516,9 +505,8 @@ def test_verbose_output(capsys):
 _ESTIMATORS = [
     GaussianMixture(init_params="k-means++", random_state=0),
     GaussianMixture(covariance_type="diag", init_params="random_from_data", random_state=0),
+    GaussianMixture(random_state=0),
 ]
-if HAS_KMEANS:
-    _ESTIMATORS.append(GaussianMixture(random_state=0))
 
 
 @parametrize_with_checks(_ESTIMATORS)

@@ -23,8 +23,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigclust import _random
+from bigclust.cluster import KMeans
 from bigclust.driver import NonFiniteInputError, keep_in_memory, map_blocks_lazy, map_reduce
-from bigclust.io import as_dask_array
+from bigclust.io import as_dask_array, is_lazy_input
 from bigclust.mixture import _kernels
 from bigclust.mixture._kernels import COVARIANCE_TYPES, GaussianStats, InitResp
 
@@ -40,17 +41,6 @@ _KEY_RANDOM, _KEY_FROM_DATA, _KEY_KMEANSPP, _KEY_KMEANS, _KEY_SAMPLE = 11, 12, 1
 # Input handling
 
 
-def _is_lazy_input(X) -> bool:
-    """Dask arrays, Zarr arrays and paths/URLs give lazy outputs; in-memory arrays do not."""
-    if isinstance(X, (da.Array, str, os.PathLike)):
-        return True
-    try:
-        import zarr
-    except ImportError:  # pragma: no cover - zarr is a hard dependency
-        return False
-    return isinstance(X, zarr.Array)
-
-
 def _prepare(estimator, X, *, reset: bool, min_samples: int = 1):
     """Validate ``X`` from metadata and return ``(dask array, in-memory ndarray or None)``.
 
@@ -59,7 +49,7 @@ def _prepare(estimator, X, *, reset: bool, min_samples: int = 1):
     first pass over the data finds NaN/inf and names the row. Stores and Dask arrays are only
     inspected through their metadata.
     """
-    if _is_lazy_input(X) or isinstance(X, np.memmap):
+    if is_lazy_input(X) or isinstance(X, np.memmap):
         Xd = as_dask_array(X)
         n_samples, n_features = Xd.shape
         if reset:
@@ -274,22 +264,10 @@ def _precisions_from_cholesky(precisions_chol, covariance_type):
 # Initialisation helpers
 
 
-def _kmeans_class():
-    """bigclust's distributed KMeans: the only dependency on :mod:`bigclust.cluster`."""
-    try:
-        from bigclust.cluster import KMeans
-    except ImportError as err:  # pragma: no cover - until bigclust.cluster is merged
-        raise ImportError(
-            "init_params='kmeans' needs bigclust.cluster.KMeans; use init_params="
-            "'k-means++', 'random' or 'random_from_data' meanwhile."
-        ) from err
-    return KMeans
-
-
 def _kmeans_centers(X: da.Array, n_components: int, seed: int) -> np.ndarray:
     """Centers of one run of bigclust's KMeans with k-means|| seeding; the responsibilities
     are then one-hot to the nearest center (its labels), as scikit-learn's "kmeans" init."""
-    km = _kmeans_class()(n_clusters=n_components, init="k-means||", n_init=1, random_state=seed)
+    km = KMeans(n_clusters=n_components, init="k-means||", n_init=1, random_state=seed)
     return np.asarray(km.fit(X).cluster_centers_, dtype=np.float64)
 
 
@@ -767,9 +745,6 @@ class GaussianMixture(BaseMixture):
             if self.precisions_init is None
             else _check_precisions(self.precisions_init, ctype, k, n_features)
         )
-        given = (self._weights_init, self._means_init, self._precisions_init)
-        if self.init_params == "kmeans" and any(g is None for g in given):
-            _kmeans_class()  # fail now, not after reading data
 
     @property
     def _eps(self) -> float:
