@@ -196,20 +196,3 @@ def test_nonfinite_rows_are_visible_in_the_results():
         "rows", "full", 2, np.zeros(2), rows=np.array([0, 1]), components=np.arange(2)
     )
     assert not np.isfinite(K.init_stats(X, spec).log_likelihood)
-
-
-def test_kmeanspp_race_is_chunking_independent_and_prefers_far_rows():
-    rng = np.random.default_rng(6)
-    X = np.vstack([rng.normal(size=(500, 2)), rng.normal(size=(5, 2)) + 100.0])
-    params = K.SeedingParams(np.zeros((1, 2)), np.zeros(2), 7, (3, 1), np.zeros((4, 2)))
-    whole = K.kmeanspp_race(X, params, 0)
-    a = K.kmeanspp_race(X[:250], params, 0)
-    b = K.kmeanspp_race(X[250:], params, 250)
-    both = a.combine(b)
-    np.testing.assert_array_equal(both.rows, whole.rows)
-    np.testing.assert_allclose(both.potential, whole.potential)
-    np.testing.assert_array_equal(both.points, X[whole.rows])
-    # The five far rows hold almost all of the D^2 mass: every trial picks one of them.
-    assert (whole.rows >= 500).all()
-    potentials = K.kmeanspp_potential(X, params._replace(candidates=X[[0, 502]]), 0)
-    assert potentials[1] < potentials[0]

@@ -159,38 +159,42 @@ def kmeans_plusplus_greedy(
     sample_weight: da.Array | None,
     seed: int,
     n_local_trials: int | None = None,
-) -> np.ndarray:
+    *,
+    return_rows: bool = False,
+):
     """Greedy k-means++ as in scikit-learn: each new center is the best of
     ``2 + log(k)`` candidates drawn proportionally to ``w d^2``.
 
     Cost: ``n_clusters`` passes over the data (one per center), each computing distances to
     the centers so far: prefer k-means|| for large ``n_clusters``.
+
+    Returns the centers, float64 of shape (n_clusters, n_features), and with
+    ``return_rows`` also the global row index of each (GaussianMixture's "k-means++" init
+    starts from those rows).
     """
     trials = 2 + int(math.log(n_clusters)) if n_local_trials is None else n_local_trials
     aligned = () if sample_weight is None else (sample_weight,)
-    first = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, _KEY_FIRST_CENTER))
-    centers = take_rows(X, first)
-    pending = centers[:1]  # a duplicate "trial" for the first pass: it changes no distance
+    rows = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, _KEY_FIRST_CENTER))
+    centers = take_rows(X, rows)
+    # A duplicate "trial" for the first pass: it changes no distance.
+    pending, pending_rows = centers[:1], rows[:1]
     for step in range(n_clusters):
         stats = map_reduce(
-            kern.plusplus_chunk,
-            X,
-            *aligned,
+            kern.plusplus_chunk, X, *aligned,
             params=kern.PlusPlusParams(centers, pending, trials, seed, step),
         )
         best = int(np.argmin(stats.potential))
         if step > 0:
             centers = np.vstack([centers, pending[best]])
+            rows = np.append(rows, pending_rows[best])
         if len(centers) == n_clusters:
-            return centers
-        rows = stats.rows[best]
-        if (rows < 0).any():  # fewer distinct points than clusters: no mass left to sample
-            fill_rng = _random.generator(seed, _KEY_FILL, step)
-            stats.points[best][rows < 0] = take_rows(
-                X, fill_rng.integers(0, X.shape[0], int((rows < 0).sum()))
-            )
-        pending = stats.points[best]
-    return centers
+            break
+        pending, pending_rows = stats.points[best], stats.rows[best]
+        missing = pending_rows < 0
+        if missing.any():  # fewer distinct points than clusters: no mass left to sample
+            fill = _random.generator(seed, _KEY_FILL, step).integers(0, X.shape[0], missing.sum())
+            pending[missing], pending_rows[missing] = take_rows(X, fill), fill
+    return (centers, rows.astype(np.int64)) if return_rows else centers
 
 
 def _warn_if_few_distinct(centers, n_clusters):

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigclust import _random
 from bigclust.cluster import KMeans
+from bigclust.cluster._init import kmeans_plusplus_greedy
 from bigclust.driver import NonFiniteInputError, keep_in_memory, map_blocks_lazy, map_reduce
 from bigclust.io import as_dask_array, is_lazy_input
 from bigclust.mixture import _kernels
@@ -269,31 +270,6 @@ def _kmeans_centers(X: da.Array, n_components: int, seed: int) -> np.ndarray:
     are then one-hot to the nearest center (its labels), as scikit-learn's "kmeans" init."""
     km = KMeans(n_clusters=n_components, init="k-means||", n_init=1, random_state=seed)
     return np.asarray(km.fit(X).cluster_centers_, dtype=np.float64)
-
-
-def _kmeanspp_rows(X: da.Array, n_components: int, seed: int, key: tuple, shift) -> np.ndarray:
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with scikit-learn's
-    ``2 + log k`` local trials): global row indices of the chosen centers.
-
-    Each new center costs two passes: one samples the candidates by ``D(x)^2`` with a
-    row-keyed exponential race, one evaluates their potentials.
-    """
-    n_samples, n_features = X.shape
-    n_trials = 2 + int(np.log(n_components))
-    first = int(_random.generator(seed, *key, 0).integers(n_samples))
-    rows = [first]
-    centers = np.asarray(X[first : first + 1].compute(), dtype=np.float64)
-    for step in range(1, n_components):
-        params = _kernels.SeedingParams(
-            centers, shift, seed, (*key, step), np.zeros((n_trials, n_features))
-        )
-        race = map_reduce(_kernels.kmeanspp_race, X, params=params)
-        params = params._replace(candidates=race.points)
-        potentials = map_reduce(_kernels.kmeanspp_potential, X, params=params)
-        best = int(np.argmin(potentials))
-        rows.append(int(race.rows[best]))
-        centers = np.vstack([centers, race.points[best]])
-    return np.asarray(rows, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,7 +611,7 @@ class GaussianMixture(BaseMixture):
         How initial responsibilities are chosen: labels of bigclust's distributed
         :class:`~bigclust.cluster.KMeans` (k-means|| seeding), one-hot at rows chosen by
         k-means++ or uniformly at random, or random responsibilities. Each costs one pass
-        (plus the KMeans fit, or two passes per component for k-means++). Skipped when
+        (plus the KMeans fit, or one pass per component for k-means++). Skipped when
         ``weights_init``, ``means_init`` and ``precisions_init`` are all given.
     weights_init : array-like of shape (n_components,), default=None
         Initial weights.
@@ -774,7 +750,8 @@ class GaussianMixture(BaseMixture):
             rng = _random.generator(seed, _KEY_FROM_DATA, init)
             rows = rng.choice(n_samples, size=k, replace=False)
         else:  # "k-means++"
-            rows = _kmeanspp_rows(X, k, seed, (_KEY_KMEANSPP, init), shift)
+            km_seed = int(_random.generator(seed, _KEY_KMEANSPP, init).integers(2**62))
+            _, rows = kmeans_plusplus_greedy(X, k, None, km_seed, return_rows=True)
         order = np.argsort(rows)
         return spec._replace(rows=rows[order], components=np.arange(k)[order])
 
