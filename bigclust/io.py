@@ -151,8 +151,6 @@ class NpyFile:
         fortran = not array.flags.c_contiguous and array.flags.f_contiguous
         if not (array.flags.c_contiguous or fortran):
             return None
-        if fortran and array.base is not None and array.base.shape != array.shape:
-            return None
         map_start = np.frombuffer(buffer, dtype=np.uint8).ctypes.data
         map_offset = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
         offset = map_offset + (array.ctypes.data - map_start)
