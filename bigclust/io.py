@@ -124,13 +124,17 @@ class NpyFile:
     @classmethod
     def from_npy(cls, path: str | os.PathLike) -> NpyFile:
         """Read only the header of a ``.npy`` file."""
-        path = os.fspath(path)
+        # An absolute path keeps tasks valid on workers (or later calls) with another cwd.
+        path = os.path.abspath(os.fspath(path))
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+            except ValueError as err:
+                raise ValueError(f"{path} is not a readable .npy file ({err}).") from None
             offset = f.tell()
         if len(shape) != 2:
             raise ValueError(f"{path} holds an array of shape {shape}; expected a 2-D array.")
@@ -154,7 +158,8 @@ class NpyFile:
         map_start = np.frombuffer(buffer, dtype=np.uint8).ctypes.data
         map_offset = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
         offset = map_offset + (array.ctypes.data - map_start)
-        return cls(os.fspath(array.filename), array.dtype, tuple(array.shape), offset, fortran)
+        path = os.path.abspath(os.fspath(array.filename))
+        return cls(path, array.dtype, tuple(array.shape), offset, fortran)
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
@@ -303,6 +308,9 @@ def _open_path(path: str, storage_options: dict | None, what: str):
 
     if not is_url and not os.path.exists(path):
         raise StoreNotFoundError(f"{what}: no Zarr array or .npy file at {path!r}.")
+    if not is_url:
+        # Absolute, so the graph stays valid on workers (or later calls) with another cwd.
+        path = os.path.abspath(path)
     try:
         # mode="r" opens read-only: bigclust never writes to a user's store.
         return zarr.open_array(path, mode="r", storage_options=storage_options)
