@@ -85,8 +85,8 @@ def check_dtype(dtype: np.dtype, what: str = "X") -> np.dtype:
     scikit-learn. Booleans, complex numbers, strings and objects are rejected.
     """
     dtype = np.dtype(dtype)
-    if dtype in (np.float32, np.float64):
-        return dtype
+    if dtype.kind == "f" and dtype.itemsize in (4, 8):
+        return np.dtype(f"float{8 * dtype.itemsize}")  # native byte order
     if dtype.kind in "iuf":
         return np.dtype(np.float64)
     names = {"b": "boolean", "c": "complex", "O": "object", "U": "string", "S": "bytes"}
