@@ -219,10 +219,14 @@ def write_zarr(
     path = os.fspath(path)
     if not overwrite and "://" not in path and os.path.exists(path):
         raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+    # Every Zarr chunk must be written whole by exactly one task (lock=False): columns in one
+    # chunk, and all row chunks but the last of one size.
     if chunk_rows is not None:
         X = X.rechunk((int(chunk_rows), X.shape[1]))
     elif len(set(X.chunks[0][:-1])) > 1:
         X = X.rechunk((X.chunks[0][0], X.shape[1]))
+    elif len(X.chunks[1]) > 1:
+        X = X.rechunk({1: X.shape[1]})
     target = zarr.create_array(
         path, shape=X.shape, dtype=X.dtype, chunks=(X.chunks[0][0], X.shape[1]),
         compressors=compressors, overwrite=overwrite, storage_options=storage_options,
