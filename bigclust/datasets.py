@@ -117,27 +117,54 @@ def make_blobs(
     """
     if n_samples < 1 or n_features < 1:
         raise ValueError(f"n_samples={n_samples} and n_features={n_features} should be >= 1.")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype={dtype} should be a floating-point dtype (float32 or float64).")
+    if chunk_rows is not None and int(chunk_rows) < 1:
+        raise ValueError(f"chunk_rows={chunk_rows} should be >= 1.")
     seed = _random.seed_from(random_state)
     if np.ndim(centers) == 0:
         n_centers = int(centers)
         if n_centers < 1:
             raise ValueError(f"centers={centers} should be >= 1.")
+        low, high = center_box
+        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+            raise ValueError(
+                f"center_box={center_box} should be finite (low, high) with low <= high."
+            )
         rng = _random.generator(seed, 0)
-        centers = rng.uniform(*center_box, size=(n_centers, n_features))
+        centers = rng.uniform(low, high, size=(n_centers, n_features))
     centers = np.asarray(centers, dtype=np.float64)
     if centers.ndim != 2 or centers.shape[1] != n_features:
         raise ValueError(
             f"centers has shape {centers.shape}; expected (n_centers, n_features={n_features})."
         )
+    if not np.isfinite(centers).all():
+        raise ValueError("centers contains NaN or infinity.")
     n_centers = centers.shape[0]
-    stds = np.broadcast_to(np.asarray(cluster_std, dtype=np.float64), (n_centers,)).copy()
+    stds = np.asarray(cluster_std, dtype=np.float64)
+    if stds.ndim > 1 or stds.size not in (1, n_centers):
+        raise ValueError(
+            f"cluster_std has shape {stds.shape}; expected a number or ({n_centers},) "
+            "(one per center)."
+        )
+    stds = np.broadcast_to(stds.reshape(-1), (n_centers,)).copy()
+    if not (np.isfinite(stds).all() and (stds >= 0).all()):
+        raise ValueError(f"cluster_std={cluster_std} should be finite and >= 0.")
     if weights is None:
         weights = np.full(n_centers, 1.0 / n_centers)
     weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (n_centers,) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights should be {n_centers} non-negative numbers with a positive sum.")
+    if (
+        weights.shape != (n_centers,)
+        or not np.isfinite(weights).all()
+        or (weights < 0).any()
+        or weights.sum() <= 0
+    ):
+        raise ValueError(
+            f"weights={weights.tolist()} should be {n_centers} finite non-negative numbers "
+            "with a positive sum."
+        )
     weights = weights / weights.sum()
-    dtype = np.dtype(dtype)
     if chunk_rows is None:
         rows = max(1, DEFAULT_CHUNK_BYTES // (n_features * dtype.itemsize))
         block = _random.BLOCK_ROWS
