@@ -19,6 +19,7 @@ from bigclust.io import (
     DEFAULT_CHUNK_BYTES,
     NpyFile,
     StoreNotFoundError,
+    ZarrChunkFiles,
     as_dask_array,
     check_dtype,
     rows_per_chunk,
@@ -100,12 +101,28 @@ def _npy_fortran_memmap(a, tmp):
     return np.load(path, mmap_mode="r"), path
 
 
-def _zarr_store(a, tmp, chunks=(6, 3)):
-    # Zarr chunks that split the columns and do not divide the rows.
+def _zarr_store(a, tmp, chunks=(6, 3), **kwargs):
+    # By default Zarr chunks that split the columns and do not divide the rows, compressed.
     path = tmp / "x.zarr"
-    z = zarr.create_array(str(path), shape=a.shape, chunks=chunks, dtype=a.dtype)
+    z = zarr.create_array(str(path), shape=a.shape, chunks=chunks, dtype=a.dtype, **kwargs)
     z[:] = a
     return path
+
+
+def _zarr_uncompressed(a, tmp):
+    # Read straight from the chunk files (ZarrChunkFiles), not through zarr.
+    path = _zarr_store(a, tmp, chunks=(6, a.shape[1]), compressors=None)
+    return str(path), path
+
+
+def _zarr_zstd_rows(a, tmp):
+    path = _zarr_store(a, tmp, chunks=(6, a.shape[1]))
+    return str(path), path
+
+
+def _zarr_v2(a, tmp):
+    path = _zarr_store(a, tmp, chunks=(6, a.shape[1]), zarr_format=2, compressors=None)
+    return str(path), path
 
 
 def _zarr_array(a, tmp):
@@ -148,6 +165,9 @@ KINDS = {
     "npy-fortran-memmap": _npy_fortran_memmap,
     "zarr.Array": _zarr_array,
     "zarr-path": _zarr_path,
+    "zarr-uncompressed": _zarr_uncompressed,
+    "zarr-zstd-row-chunks": _zarr_zstd_rows,
+    "zarr-v2": _zarr_v2,
     "zarr-file-url": _zarr_file_url,
     "zarr-memory-url": _zarr_memory_url,
     "dask": _dask,
@@ -402,7 +422,7 @@ def test_missing_store_names_its_path(make, tmp_path):
 
 
 def test_zarr_path_is_opened_read_only(data, tmp_path):
-    path = _zarr_store(data, tmp_path)
+    path = _zarr_store(data, tmp_path)  # compressed: read through zarr
     before = tree_hash(path)
     for source in (str(path), "file://" + str(path)):
         X = as_dask_array(source, rows_per_chunk=7)
@@ -416,7 +436,7 @@ def test_zarr_path_is_opened_read_only(data, tmp_path):
 
 def test_chunks_handed_to_kernels_do_not_write_through(data, tmp_path):
     # Kernels get copies read from the file, never a writable view of the user's memmap.
-    for build in (_npy_path, _memmap, _npy_fortran):
+    for build in (_npy_path, _memmap, _npy_fortran, _zarr_uncompressed):
         source, path = build(data, tmp_path)
         before = tree_hash(path)
         X = as_dask_array(source, rows_per_chunk=7)
@@ -437,3 +457,81 @@ def test_npyfile_describes_memmap_views(data, tmp_path):
     np.testing.assert_array_equal(columns[2:9, :], data[2:9, 1:3])
     assert NpyFile.from_memmap(mm[::2]) is None  # strided: falls back to in-memory reading
     np.testing.assert_array_equal(as_dask_array(mm[::2], rows_per_chunk=4).compute(), data[::2])
+
+
+def _graph_sources(X):
+    values = dict(X.__dask_graph__()).values()
+    return [type(v).__name__ for v in values if isinstance(v, (ZarrChunkFiles, zarr.Array))]
+
+
+@pytest.mark.parametrize(
+    "kwargs, reader",
+    [
+        (dict(compressors=None), "ZarrChunkFiles"),
+        (dict(compressors=None, chunk_key_encoding={"name": "default", "separator": "."}),
+         "ZarrChunkFiles"),
+        (dict(compressors=None, dtype=">f8"), "ZarrChunkFiles"),
+        (dict(compressors=None, dtype=np.int16), "ZarrChunkFiles"),
+        (dict(), "Array"),  # Zstd by default
+        (dict(compressors=None, chunks=(6, 3)), "Array"),  # columns split across chunks
+        (dict(compressors=None, shards=(12, 5)), "Array"),
+        (dict(compressors=None, zarr_format=2), "Array"),
+        (dict(compressors=None, chunk_key_encoding={"name": "v2"}), "Array"),
+    ],
+    ids=["plain", "dot-separator", "big-endian", "int16", "zstd", "split-columns", "sharded",
+         "zarr-v2", "v2-keys"],
+)  # fmt: skip
+def test_zarr_reader_choice_and_values(kwargs, reader, data, tmp_path):
+    kwargs = {"chunks": (6, N_FEATURES), **kwargs}
+    dtype = np.dtype(kwargs.pop("dtype", data.dtype))
+    a = (data * 100).astype(dtype)
+    path = _zarr_store(a, tmp_path, **kwargs)
+    for rows in (None, 1, 4, 6, 13, 100):
+        X = as_dask_array(str(path), rows_per_chunk=rows)
+        assert _graph_sources(X) == [reader]
+        np.testing.assert_array_equal(X.compute(scheduler="threads"), a.astype(X.dtype))
+
+
+def test_missing_chunk_files_read_as_the_fill_value(tmp_path):
+    a = np.arange(40 * 3, dtype=np.float32).reshape(40, 3) + 1
+    a[10:20] = 0.0  # a whole chunk of the fill value: zarr does not write its file
+    path = tmp_path / "x.zarr"
+    z = zarr.create_array(str(path), shape=a.shape, chunks=(10, 3), dtype=a.dtype,
+                          compressors=None, fill_value=0.0)  # fmt: skip
+    z[:] = a
+    assert not (path / "c" / "1" / "0").exists()
+    b = zarr.create_array(str(tmp_path / "y.zarr"), shape=a.shape, chunks=(10, 3),
+                          dtype=a.dtype, compressors=None, fill_value=7.5)  # fmt: skip
+    b[:20] = a[:20]  # chunks 2 and 3 never written
+    for source, expected in (
+        (path, a),
+        (tmp_path / "y.zarr", np.vstack([a[:20], np.full((20, 3), 7.5)])),
+    ):
+        X = as_dask_array(str(source), rows_per_chunk=7)
+        assert _graph_sources(X) == ["ZarrChunkFiles"]
+        np.testing.assert_array_equal(X.compute(), expected)
+
+
+def test_truncated_chunk_file_is_an_error(data, tmp_path):
+    path = _zarr_store(data, tmp_path, chunks=(10, N_FEATURES), compressors=None)
+    chunk = path / "c" / "1" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-8])
+    X = as_dask_array(str(path), rows_per_chunk=10)
+    with pytest.raises(ValueError, match=r"c/1/0 holds .* bytes from row 10; expected"):
+        X.compute(scheduler="synchronous")
+
+
+def test_default_chunks_hold_whole_zarr_chunks(tmp_path):
+    # A compressed Zarr chunk split between two tasks would be decompressed twice.
+    a = np.zeros((100, 4))
+    z_chunk_rows = 30
+    for compressors, expected in ((None, 25), ("auto", 30)):
+        path = tmp_path / f"{compressors}.zarr"
+        _zarr_store(a, tmp_path / str(compressors), chunks=(z_chunk_rows, 4),
+                    compressors=compressors)  # fmt: skip
+        path = tmp_path / str(compressors) / "x.zarr"
+        X = as_dask_array(str(path), chunk_bytes=25 * 4 * 8)
+        assert X.chunks[0][0] == expected
+        X = as_dask_array(str(path), chunk_bytes=80 * 4 * 8)  # 80 rows -> 3 Zarr chunks
+        assert X.chunks[0] == (90, 10)
+        assert as_dask_array(str(path), rows_per_chunk=7).chunks[0][0] == 7  # explicit wins
