@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import zarr
 
+from bigclust import cli
 from bigclust.cli import main
-from bigclust.datasets import make_blobs
+from bigclust.datasets import make_blobs, write_zarr
 
 ARGS = ["--n-samples", "3000", "--n-features", "3", "--centers", "4", "--seed", "5"]
 
@@ -94,3 +96,22 @@ def test_python_dash_m_entry_point(tmp_path):
     assert zarr.open_array(str(out), mode="r").shape == (100, 2)
     meta = json.loads((out / "zarr.json").read_text())
     assert meta["attributes"]["generator"] == "bigclust.datasets.make_blobs"
+
+
+def test_make_blobs_threads_bound_the_threaded_scheduler(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(dask.config.get("num_workers", None))
+        return write_zarr(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "write_zarr", spy)
+    base = ["make-blobs", *ARGS, "--no-progress"]
+    assert main([base[0], str(tmp_path / "a.zarr"), *base[1:], "--threads", "3"]) == 0
+    assert main([base[0], str(tmp_path / "b.zarr"), *base[1:]]) == 0
+    assert seen == [3, cli.MAKE_BLOBS_THREADS]
+    assert 1 <= cli.MAKE_BLOBS_THREADS <= 4
+    capsys.readouterr()
+    assert main([base[0], str(tmp_path / "c.zarr"), *base[1:], "--threads", "0"]) == 2
+    assert "--threads=0 should be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "c.zarr").exists()
