@@ -154,6 +154,8 @@ class NpyFile:
         buffer = getattr(array, "_mmap", None)
         if buffer is None or not isinstance(buffer, mmap.mmap) or array.filename is None:
             return None
+        if array.mode in ("c", "copyonwrite"):
+            return None  # its writes stay in this process's memory, not in the file
         if array.ndim != 2:
             return None
         fortran = not array.flags.c_contiguous and array.flags.f_contiguous

@@ -535,3 +535,18 @@ def test_default_chunks_hold_whole_zarr_chunks(tmp_path):
         X = as_dask_array(str(path), chunk_bytes=80 * 4 * 8)  # 80 rows -> 3 Zarr chunks
         assert X.chunks[0] == (90, 10)
         assert as_dask_array(str(path), rows_per_chunk=7).chunks[0][0] == 7  # explicit wins
+
+
+def test_copy_on_write_memmap_keeps_its_in_memory_changes(data, tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, data)
+    mm = np.load(path, mmap_mode="c")
+    mm[3] = 123.0  # lives in this process only; the file still holds data[3]
+    expected = data.copy()
+    expected[3] = 123.0
+    np.testing.assert_array_equal(as_dask_array(mm, rows_per_chunk=7).compute(), expected)
+    shared = np.load(path, mmap_mode="r+")
+    shared[4] = -1.0  # a shared mapping's writes are in the file: read by path
+    expected[3], expected[4] = data[3], -1.0
+    np.testing.assert_array_equal(as_dask_array(shared, rows_per_chunk=7).compute(), expected)
+    assert len(cloudpickle.dumps(as_dask_array(shared))) < 5_000
