@@ -123,10 +123,14 @@ def _row_offsets(chunks: Sequence[int]) -> list[int]:
 def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray]:
     blocks = []
     for a in aligned:
-        if a.shape[0] != X.shape[0]:
-            raise ValueError(f"array of length {a.shape[0]} is not aligned with {X.shape[0]} rows.")
-        if a.chunks[0] != X.chunks[0]:
-            a = a.rechunk({0: X.chunks[0]})
+        if not isinstance(a, da.Array):
+            a = da.asarray(a)  # e.g. a NumPy sample_weight
+        if a.ndim == 0 or a.shape[0] != X.shape[0]:
+            raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+        # Row chunks as X's and one chunk along every other axis: exactly one block per chunk.
+        target = {0: X.chunks[0], **{axis: -1 for axis in range(1, a.ndim)}}
+        if a.chunks[0] != X.chunks[0] or any(len(c) > 1 for c in a.chunks[1:]):
+            a = a.rechunk(target)
         blocks.append(a.to_delayed().ravel())
     return blocks
 
@@ -186,8 +190,9 @@ def map_reduce(
         process-based schedulers.
     X : dask.array.Array of shape (n_samples, n_features)
         Chunked along rows only (see :func:`bigclust.io.as_dask_array`).
-    *aligned : dask.array.Array of shape (n_samples,)
-        Arrays aligned with the rows of ``X``; rechunked to match if needed.
+    *aligned : array-like of shape (n_samples,) or (n_samples, ...)
+        Arrays aligned with the rows of ``X`` (Dask arrays, or NumPy arrays wrapped as one);
+        rechunked to match ``X``'s row chunks, one chunk along any other axis.
     params : object, optional
         Small parameters broadcast to every task (centers, seeds, ...).
     check_finite : bool, default=True

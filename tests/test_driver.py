@@ -186,8 +186,29 @@ def test_aligned_weights_change_the_result(data):
 
 def test_misaligned_array_is_rejected(data):
     X = da.from_array(data, chunks=(50, 4))
-    with pytest.raises(ValueError, match="length 202 is not aligned with 203 rows"):
+    with pytest.raises(ValueError, match=r"shape \(202,\) is not aligned with 203 rows"):
         map_reduce(stats_kernel, X, da.ones(202, chunks=50))
+    with pytest.raises(ValueError, match=r"shape \(\) is not aligned"):
+        map_reduce(stats_kernel, X, 3.0)
+
+
+def resp_kernel(block, resp, weights, params, start):
+    """Weighted sums per component, as a GMM M-step needs: resp is (n, k), weights (n,)."""
+    return (resp * weights[:, None]).T @ block
+
+
+def test_aligned_numpy_and_2d_arrays(data):
+    rng = np.random.default_rng(5)
+    resp = rng.random((len(data), 3))
+    weights = rng.random(len(data))
+    expected = (resp * weights[:, None]).T @ data
+    X = da.from_array(data, chunks=(31, 4))
+    for r, w in [
+        (resp, weights),  # NumPy
+        (da.from_array(resp, chunks=(40, 3)), da.from_array(weights, chunks=17)),
+        (da.from_array(resp, chunks=(40, (1, 2))), weights),  # columns split too
+    ]:
+        np.testing.assert_allclose(map_reduce(resp_kernel, X, r, w), expected, rtol=1e-12)
 
 
 def test_input_validation(data):
