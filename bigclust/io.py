@@ -216,38 +216,43 @@ class ZarrChunkFiles:
 
     @classmethod
     def from_zarr(cls, array: Any) -> ZarrChunkFiles | None:
-        """Describe ``array`` if it is a plain uncompressed Zarr v3 array on local disk."""
+        """Describe ``array`` if it is a plain uncompressed Zarr v3 array on local disk.
+
+        Decided from the array's metadata as the Zarr v3 specification writes it (regular
+        grid, default chunk keys, the ``bytes`` codec alone, no storage transformer), so it
+        does not depend on zarr-python's internal classes.
+        """
         try:
-            from zarr.codecs import BytesCodec
-            from zarr.core.chunk_grids import RegularChunkGrid
-            from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-            from zarr.core.metadata import ArrayV3Metadata
             from zarr.storage import LocalStore
-        except ImportError:  # pragma: no cover - a zarr layout we do not know: use zarr
+        except ImportError:  # pragma: no cover - zarr is a hard dependency
             return None
-        meta = array.metadata
-        if not isinstance(meta, ArrayV3Metadata) or not isinstance(array.store, LocalStore):
+        if not isinstance(getattr(array, "store", None), LocalStore) or len(array.shape) != 2:
             return None
-        if len(array.shape) != 2 or len(meta.codecs) != 1:
-            return None
-        (codec,) = meta.codecs
-        grid, keys = meta.chunk_grid, meta.chunk_key_encoding
-        if not (
-            isinstance(codec, BytesCodec)
-            and isinstance(grid, RegularChunkGrid)
-            and isinstance(keys, DefaultChunkKeyEncoding)
-            and grid.chunk_shape[1] == array.shape[1]
+        try:
+            meta = array.metadata.to_dict()
+            if meta.get("zarr_format") != 3 or meta.get("storage_transformers"):
+                return None
+            grid, keys = meta["chunk_grid"], meta["chunk_key_encoding"]
+            (codec,) = meta["codecs"]
+            chunk_shape = tuple(grid["configuration"]["chunk_shape"])
+            separator = keys.get("configuration", {}).get("separator", "/")
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None  # a layout this reader does not know: zarr reads it
+        if (
+            grid["name"] != "regular"
+            or keys["name"] != "default"
+            or codec["name"] != "bytes"
+            or chunk_shape[1] != array.shape[1]
         ):
             return None
         dtype = np.dtype(array.dtype)
         if dtype.kind not in "iuf":
             return None
-        if dtype.itemsize > 1:
-            endian = getattr(codec.endian, "value", codec.endian)
-            dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+        endian = (codec.get("configuration") or {}).get("endian", "little")
+        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
         root = os.path.abspath(os.path.join(str(array.store.root), array.path))
         fill = array.fill_value
-        return cls(root, dtype, tuple(array.shape), int(grid.chunk_shape[0]), keys.separator,
+        return cls(root, dtype, tuple(array.shape), int(chunk_shape[0]), separator,
                    fill.item() if hasattr(fill, "item") else fill)  # fmt: skip
 
     def _chunk_path(self, index: int) -> str:
