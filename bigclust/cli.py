@@ -55,8 +55,8 @@ def _add_scheduler_arguments(parser):
 
 
 #: Threads that ``make-blobs`` uses by default: enough to keep a disk busy (each generates
-#: about 0.2 GB/s), few enough that 64 MiB chunks stay under 600 MB of RSS on any machine
-#: (measured: 2 threads 317 MB, 8 threads 767 MB for 10M x 32 float32).
+#: about 0.2 GB/s), few enough that peak RSS stays under 600 MB on any machine (measured with
+#: 64 MiB chunks, 10M x 32 float32: 2 threads 317 MB, 4 threads 467 MB, 8 threads 767 MB).
 MAKE_BLOBS_THREADS = min(4, os.cpu_count() or 1)
 
 

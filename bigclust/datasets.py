@@ -96,7 +96,8 @@ def make_blobs(
     dtype : dtype, default=np.float32
         Dtype of ``X``.
     chunk_rows : int, optional
-        Rows per chunk; by default about 64 MiB, rounded to a multiple of the random block.
+        Rows per chunk; by default about ``bigclust.io.DEFAULT_CHUNK_BYTES`` (16 MiB),
+        rounded to a multiple of the random block.
     return_centers : bool, default=False
         Also return the centers.
 
