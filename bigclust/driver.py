@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -142,9 +143,10 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
     tokenizes (pickles) the kernel and builds a graph every time, which cost about 0.5 ms
     per chunk on the client, more than the task itself for small chunks.
     """
-    token = tokenize(kernel, check_finite, [b.key for b in blocks],
-                     [[b.key for b in a] for a in aligned_blocks], shared.key, split_every)
-    name = f"map-reduce-{token}"
+    # A fresh name per call: with deterministic names, calling the same reduction again right
+    # after the last one let a distributed scheduler hand back keys it was still forgetting
+    # ("Couldn't gather keys ... 'forgotten'" logged as an ERROR).
+    name = f"map-reduce-{uuid.uuid4().hex}"
     layer: dict = {}
     keys = []
     for i, block in enumerate(blocks):
