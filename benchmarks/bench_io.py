@@ -42,15 +42,30 @@ from benchmarks._common import (
 RSS_LIMIT = 600 * 2**20
 
 
-def make_store(path: Path, n_samples: int, n_features: int, codec: str, chunk_mib: int):
-    """Write blobs with the CLI in a subprocess; return its CommandResult."""
-    chunk_rows = chunk_mib * 2**20 // (n_features * 4)
+def make_store(path: Path, n_samples: int, n_features: int, codec=None, chunk_mib=None):
+    """Write blobs with the CLI in a subprocess; return its CommandResult.
+
+    ``codec`` and ``chunk_mib`` of ``None`` leave the CLI's defaults.
+    """
     args = [
-        sys.executable, "-m", "bigclust", "make-blobs", str(path),
-        "--n-samples", str(n_samples), "--n-features", str(n_features), "--seed", "0",
-        "--codec", codec, "--chunk-rows", str(chunk_rows), "--no-progress",
+        sys.executable, "-m", "bigclust", "make-blobs", str(path), "--n-samples", str(n_samples),
+        "--n-features", str(n_features), "--seed", "0", "--no-progress",
     ]  # fmt: skip
+    if codec is not None:
+        args += ["--codec", codec]
+    if chunk_mib is not None:
+        args += ["--chunk-rows", str(chunk_mib * 2**20 // (n_features * 4))]
     return run_command(args)
+
+
+def make_row(name: str, path: Path, result, n_bytes: int) -> list[Row]:
+    stored = sum(f.stat().st_size for f in chunk_files(path))
+    ok = "OK" if result.peak_rss < RSS_LIMIT else "OVER 600 MB"
+    note = f"{n_bytes / 1e9 / result.seconds:.2f} GB/s, ratio {n_bytes / stored:.2f}x, {ok}"
+    return [
+        Row(f"{name}: peak RSS", result.peak_rss, None, "B", note),
+        Row(f"{name}: time", result.seconds, None, "s"),
+    ]
 
 
 def chunk_files(store: Path) -> list[Path]:
@@ -78,22 +93,17 @@ def plain_read_and_sum(files: list[Path], buffer: bytearray, dtype) -> float:
     return total
 
 
-def bench_make(args, root: Path) -> list[Row]:
-    rows = []
+def bench_make(args, root: Path):
+    """Yield (rows, path, codec, chunk MiB) for each store written; the first uses defaults."""
+    n_bytes = args.n_samples * args.n_features * 4
+    path = root / "blobs-defaults.zarr"
+    result = make_store(path, args.n_samples, args.n_features)
+    yield make_row("make-blobs (defaults)", path, result, n_bytes), path, None, None
     for codec in args.codecs:
         for mib in args.chunk_mib:
             path = root / f"blobs-{codec}-{mib}.zarr"
             result = make_store(path, args.n_samples, args.n_features, codec, mib)
-            files = chunk_files(path)
-            stored = sum(f.stat().st_size for f in files)
-            raw = args.n_samples * args.n_features * 4
-            ok = "OK" if result.peak_rss < RSS_LIMIT else "OVER 600 MB"
-            note = f"{raw / 1e9 / result.seconds:.2f} GB/s, ratio {raw / stored:.2f}x, {ok}"
-            rows.append(Row(f"make-blobs {codec} {mib} MiB: peak RSS", result.peak_rss,
-                            None, "B", note))  # fmt: skip
-            rows.append(Row(f"make-blobs {codec} {mib} MiB: time", result.seconds, None, "s"))
-            yield rows, path, codec, mib
-            rows = []
+            yield make_row(f"make-blobs {codec} {mib} MiB", path, result, n_bytes), path, codec, mib
 
 
 def bench_read(path: Path, codec: str, mib: int, repeat: int, task_sizes=()) -> list[Row]:
@@ -206,7 +216,7 @@ def main(argv=None) -> int:
         with scratch("bench_io") as root:
             for rows, path, codec, mib in bench_make(args, root):
                 make_rows += rows
-                if "read" in parts:
+                if "read" in parts and codec is not None:
                     start = time.perf_counter()
                     tasks = args.task_mib if codec == "none" else ()
                     read_rows += bench_read(path, codec, mib, args.repeat, tasks)
@@ -223,9 +233,10 @@ def main(argv=None) -> int:
     if "driver" in parts:
         print_table("(c) driver overhead", bench_driver(args.n_chunks, args.repeat),
                     peer_name="dask X.sum()")  # fmt: skip
-    over = [r for r in make_rows if r.unit == "B" and r.bigclust >= RSS_LIMIT]
+    # The bound is a promise of the default command; other settings are for information.
+    over = [r.name for r in make_rows[:1] if r.bigclust >= RSS_LIMIT]
     if over:
-        print(f"\nFAIL: peak RSS over {format_bytes(RSS_LIMIT)}: {[r.name for r in over]}")
+        print(f"\nFAIL: peak RSS of {over[0]} over {format_bytes(RSS_LIMIT)}")
         return 1
     return 0
 
