@@ -124,25 +124,53 @@ def make_blobs(
     """
     if n_samples < 1 or n_features < 1:
         raise ValueError(f"n_samples={n_samples} and n_features={n_features} should be >= 1.")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype={dtype} should be a floating-point dtype (float32 or float64).")
+    if chunk_rows is not None and int(chunk_rows) < 1:
+        raise ValueError(f"chunk_rows={chunk_rows} should be >= 1.")
     seed = _random.seed_from(random_state)
     if np.ndim(centers) == 0:
         n_centers = int(centers)
         if n_centers < 1:
             raise ValueError(f"centers={centers} should be >= 1.")
+        low, high = center_box
+        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+            raise ValueError(
+                f"center_box={center_box} should be finite (low, high) with low <= high."
+            )
         rng = _random.generator(seed, 0)
-        centers = rng.uniform(*center_box, size=(n_centers, n_features))
+        centers = rng.uniform(low, high, size=(n_centers, n_features))
     centers = np.asarray(centers, dtype=np.float64)
     if centers.ndim != 2 or centers.shape[1] != n_features:
         raise ValueError(
             f"centers has shape {centers.shape}; expected (n_centers, n_features={n_features})."
         )
+    if not np.isfinite(centers).all():
+        raise ValueError("centers contains NaN or infinity.")
     n_centers = centers.shape[0]
-    stds = np.broadcast_to(np.asarray(cluster_std, dtype=np.float64), (n_centers,)).copy()
+    stds = np.asarray(cluster_std, dtype=np.float64)
+    if stds.ndim > 1 or stds.size not in (1, n_centers):
+        raise ValueError(
+            f"cluster_std has shape {stds.shape}; expected a number or ({n_centers},) "
+            "(one per center)."
+        )
+    stds = np.broadcast_to(stds.reshape(-1), (n_centers,)).copy()
+    if not (np.isfinite(stds).all() and (stds >= 0).all()):
+        raise ValueError(f"cluster_std={cluster_std} should be finite and >= 0.")
     if weights is None:
         weights = np.full(n_centers, 1.0 / n_centers)
     weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (n_centers,) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights should be {n_centers} non-negative numbers with a positive sum.")
+    if (
+        weights.shape != (n_centers,)
+        or not np.isfinite(weights).all()
+        or (weights < 0).any()
+        or weights.sum() <= 0
+    ):
+        raise ValueError(
+            f"weights={weights.tolist()} should be {n_centers} finite non-negative numbers "
+            "with a positive sum."
+        )
     weights = weights / weights.sum()
     dtype = np.dtype(dtype)
     if chunk_rows is None:  # the data layer's policy, rounded to whole random blocks
@@ -237,10 +265,14 @@ def write_zarr(
     path = os.fspath(path)
     if not overwrite and "://" not in path and os.path.exists(path):
         raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+    # Every Zarr chunk must be written whole by exactly one task (lock=False): columns in one
+    # chunk, and all row chunks but the last of one size.
     if chunk_rows is not None:
         X = X.rechunk((int(chunk_rows), X.shape[1]))
     elif len(set(X.chunks[0][:-1])) > 1:
         X = X.rechunk((X.chunks[0][0], X.shape[1]))
+    elif len(X.chunks[1]) > 1:
+        X = X.rechunk({1: X.shape[1]})
     target = zarr.create_array(
         path,
         shape=X.shape,

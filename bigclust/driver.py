@@ -23,6 +23,7 @@ import collections
 import functools
 import itertools
 import math
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,8 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 from threadpoolctl import threadpool_limits
 
 from bigclust._errors import NonFiniteInputError, NonFiniteRow
@@ -93,7 +96,7 @@ def _first_nonfinite_row(block: np.ndarray) -> int | None:
     return int(rows[0]) if rows.size else None
 
 
-def _run_kernel(kernel, block, *rest, check_finite: bool):
+def _run_kernel(kernel, check_finite: bool, block, *rest):
     *aligned, params, start = rest
     # NaN/inf are reported below with their row; numpy's warnings about them are noise.
     with np.errstate(invalid="ignore", over="ignore"):
@@ -119,12 +122,47 @@ def _row_offsets(chunks: Sequence[int]) -> list[int]:
 def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray]:
     blocks = []
     for a in aligned:
-        if a.shape[0] != X.shape[0]:
-            raise ValueError(f"array of length {a.shape[0]} is not aligned with {X.shape[0]} rows.")
-        if a.chunks[0] != X.chunks[0]:
-            a = a.rechunk({0: X.chunks[0]})
+        if not isinstance(a, da.Array):
+            a = da.asarray(a)  # e.g. a NumPy sample_weight
+        if a.ndim == 0 or a.shape[0] != X.shape[0]:
+            raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+        # Row chunks as X's and one chunk along every other axis: exactly one block per chunk.
+        target = {0: X.chunks[0], **{axis: -1 for axis in range(1, a.ndim)}}
+        if a.chunks[0] != X.chunks[0] or any(len(c) > 1 for c in a.chunks[1:]):
+            a = a.rechunk(target)
         blocks.append(a.to_delayed().ravel())
     return blocks
+
+
+def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every):
+    """One graph layer: a kernel task per block, then a tree of combine tasks.
+
+    Built as one dict rather than one ``dask.delayed`` call per block: a delayed call
+    tokenizes (pickles) the kernel and builds a graph every time, which cost about 0.5 ms
+    per chunk on the client, more than the task itself for small chunks.
+    """
+    # A fresh name per call: with deterministic names, calling the same reduction again right
+    # after the last one let a distributed scheduler hand back keys it was still forgetting
+    # ("Couldn't gather keys ... 'forgotten'" logged as an ERROR).
+    name = f"map-reduce-{uuid.uuid4().hex}"
+    layer: dict = {}
+    keys = []
+    for i, block in enumerate(blocks):
+        key = (name, 0, i)
+        layer[key] = (_run_kernel, kernel, check_finite, block.key,
+                      *(a[i].key for a in aligned_blocks), shared.key, offsets[i])
+        keys.append(key)
+    level = 0
+    while len(keys) > 1:
+        level += 1
+        groups = [keys[i : i + split_every] for i in range(0, len(keys), split_every)]
+        keys = []
+        for j, group in enumerate(groups):
+            layer[(name, level, j)] = (_combine_many, *group)
+            keys.append((name, level, j))
+    dependencies = [blocks[0], *(a[0] for a in aligned_blocks), shared]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
+    return Delayed(keys[0], graph, layer=name)
 
 
 def _broadcast(params: Any):
@@ -152,8 +190,9 @@ def map_reduce(
         process-based schedulers.
     X : dask.array.Array of shape (n_samples, n_features)
         Chunked along rows only (see :func:`bigclust.io.as_dask_array`).
-    *aligned : dask.array.Array of shape (n_samples,)
-        Arrays aligned with the rows of ``X``; rechunked to match if needed.
+    *aligned : array-like of shape (n_samples,) or (n_samples, ...)
+        Arrays aligned with the rows of ``X`` (Dask arrays, or NumPy arrays wrapped as one);
+        rechunked to match ``X``'s row chunks, one chunk along any other axis.
     params : object, optional
         Small parameters broadcast to every task (centers, seeds, ...).
     check_finite : bool, default=True
@@ -177,23 +216,9 @@ def map_reduce(
     blocks = X.to_delayed().ravel()
     aligned_blocks = _aligned_blocks(X, aligned)
     shared = _broadcast(params)
-    run = dask.delayed(_run_kernel, pure=True)
-    parts = [
-        run(
-            kernel,
-            block,
-            *(a[i] for a in aligned_blocks),
-            shared,
-            offsets[i],
-            check_finite=check_finite,
-        )
-        for i, block in enumerate(blocks)
-    ]
-    merge = dask.delayed(_combine_many, pure=True)
-    while len(parts) > 1:
-        parts = [merge(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    total = _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
     with _blas_limited():
-        (result,) = dask.compute(parts[0])
+        (result,) = dask.compute(total)
     if result.bad is not None:
         row, lo, hi = result.bad
         raise NonFiniteInputError(what, row, (lo, hi))
