@@ -34,12 +34,13 @@ def row_blocks(n_rows: int, n_centers: int):
         yield slice(lo, min(lo + step, n_rows))
 
 
-def _partial_distances(X, minus_2_centers_t, centers_sq):
+def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):
     """``||c||^2 - 2 x.c`` for every row and center, through one BLAS product.
 
     Adding ``||x||^2`` gives the squared Euclidean distance; the argmin does not need it.
     """
-    D = X @ minus_2_centers_t  # the factor -2 folded into the small matrix, not the big one
+    # The factor -2 is folded into the small matrix, not the big one.
+    D = np.matmul(X, minus_2_centers_t, out=out)
     D += centers_sq
     return D
 
@@ -52,12 +53,19 @@ class Nearest:
     coordinates around 1e4 already do). When the centers' mean is farther from the origin than
     the centers are from each other, rows and centers are shifted by it first, as
     scikit-learn centers its data; distances and labels are unchanged in exact arithmetic.
+
+    The distance matrices of successive row blocks reuse one buffer. Fresh allocations of a
+    few MiB per block cost a page fault per 4 KiB wherever glibc returns them to the system at
+    once, as it does in Dask worker processes (the nanny sets ``MALLOC_TRIM_THRESHOLD_``,
+    which turns off glibc's adaptive mmap threshold): Lloyd passes ran 2x slower there.
+    A returned distance matrix is therefore only valid until the next call.
     """
 
     def __init__(self, centers: np.ndarray, dtype: np.dtype):
         centers = np.asarray(centers, dtype=np.float64)
         mean = centers.mean(axis=0)
         spread = ((centers - mean) ** 2).sum(axis=1).mean()
+        self.dtype = np.dtype(dtype)
         self.shift = mean.astype(dtype) if mean @ mean > spread else None
         if self.shift is not None:
             centers = centers - self.shift
@@ -65,9 +73,18 @@ class Nearest:
         self.n_centers = len(centers)
         self.minus_2_centers_t = np.ascontiguousarray(-2 * centers.T)
         self.centers_sq = np.einsum("ij,ij->i", centers, centers)
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    def _scratch(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+        key = (name, shape)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty(shape, self.dtype)
+        return self._buffers[key]
 
     def _shifted(self, X: np.ndarray) -> np.ndarray:
-        return X if self.shift is None else X - self.shift
+        if self.shift is None:
+            return X
+        return np.subtract(X, self.shift, out=self._scratch("shifted", X.shape))
 
     def squared_t(self, X: np.ndarray) -> np.ndarray:
         """Squared distances, transposed: shape (n_centers, n_rows), clamped at 0.
@@ -76,7 +93,8 @@ class Nearest:
         many times faster than ``min(axis=1)`` over short rows.
         """
         X = self._shifted(X)
-        D = self.minus_2_centers_t.T @ X.T
+        out = self._scratch("transposed", (self.n_centers, X.shape[0]))
+        D = np.matmul(self.minus_2_centers_t.T, X.T, out=out)
         D += self.centers_sq[:, None]
         D += np.einsum("ij,ij->i", X, X)
         return np.maximum(D, 0, out=D)
@@ -85,14 +103,18 @@ class Nearest:
         """Squared distance from each row to its nearest center."""
         return self.squared_t(X).min(axis=0)
 
+    def _partial(self, X: np.ndarray) -> np.ndarray:
+        out = self._scratch("distances", (X.shape[0], self.n_centers))
+        return _partial_distances(X, self.minus_2_centers_t, self.centers_sq, out)
+
     def partial(self, X: np.ndarray) -> np.ndarray:
         """``||c||^2 - 2 x.c``: squared distances less ``||x||^2`` (after the shift)."""
-        return _partial_distances(self._shifted(X), self.minus_2_centers_t, self.centers_sq)
+        return self._partial(self._shifted(X))
 
     def squared(self, X: np.ndarray) -> np.ndarray:
         """Squared distances from every row to every center, clamped at 0."""
         X = self._shifted(X)
-        D = _partial_distances(X, self.minus_2_centers_t, self.centers_sq)
+        D = self._partial(X)
         D += np.einsum("ij,ij->i", X, X)[:, None]
         return np.maximum(D, 0, out=D)
 
@@ -102,7 +124,7 @@ class Nearest:
     def __call__(self, X: np.ndarray):
         """Nearest center and squared distance to it, for the rows of one block."""
         X = self._shifted(X)
-        D = _partial_distances(X, self.minus_2_centers_t, self.centers_sq)
+        D = self._partial(X)
         labels = D.argmin(axis=1)
         dist = np.take_along_axis(D, labels[:, None], axis=1)[:, 0]
         dist += np.einsum("ij,ij->i", X, X)
