@@ -1,148 +1,186 @@
-"""KMeans speed and quality against scikit-learn and dask-ml, in one process, same data.
+"""KMeans speed, init quality and memory against scikit-learn and dask-ml: same data, one process.
 
-    python benchmarks/bench_kmeans.py                 # 2,000,000 x 32 float32, k=64
-    python benchmarks/bench_kmeans.py --n-samples 200000 --repeat 1   # quick look
+    python -m benchmarks.bench_kmeans                       # 2,000,000 x 32 float32, k=64
+    python -m benchmarks.bench_kmeans --parts lloyd --n-samples 200000   # a quick look
 
-Prints per-iteration Lloyd time (fixed init, fixed iteration count, tol=0) for scikit-learn,
-bigclust on the threaded scheduler and on a LocalCluster of 2 single-thread worker processes,
-and dask-ml; then k-means|| initialization time and initial/final inertia against
-scikit-learn's k-means++; then the peak RSS of a fit. Ratios are bigclust / peer (lower is
-better). Medians of ``--repeat`` runs after one warm-up.
+Parts:
+
+- ``lloyd``: steady-state seconds per Lloyd iteration from a fixed init, measured as
+  ``(fit(max_iter=1 + n) - fit(max_iter=1)) / n`` with ``tol=0`` so fixed costs (validation,
+  the first pass, the final assignment, moving data to workers) cancel. bigclust on the
+  threaded scheduler and on a LocalCluster of 2 single-thread worker processes (data scattered
+  to the workers once, as ``fit`` does for NumPy input) against scikit-learn, interleaved; and
+  against dask-ml's KMeans on the same dask array.
+- ``init``: k-means|| time against scikit-learn's k-means++ (``kmeans_plusplus``), the initial
+  inertia of both (mean over seeds), and the final inertia after Lloyd against scikit-learn's
+  default ``KMeans``.
+- ``memory``: in a fresh subprocess, the process's peak RSS during a threaded fit on in-memory
+  data, next to the RSS before the fit (data and libraries loaded).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import threading
+import subprocess
+import sys
 import time
 import warnings
 
 import dask
-import dask.array as da
 import numpy as np
-import psutil
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.cluster import kmeans_plusplus
 
 import bigclust
+from benchmarks._common import PeakRSS, Row, format_bytes, measure_side_by_side, print_table
+from bigclust.cluster._init import kmeans_parallel
 from bigclust.datasets import make_blobs
 
 
-def median_time(fn, repeat):
-    fn()  # warm-up: first touch of memory, imports, worker start
-    times = []
-    for _ in range(repeat):
+def data(args):
+    X = make_blobs(args.n_samples, args.n_features, centers=args.n_clusters, random_state=0)[0]
+    return X.compute(scheduler="threads")
+
+
+def per_iteration(fit, n: int, repeat: int) -> dict[str, float]:
+    """Steady-state seconds per iteration of each fit(max_iter), interleaved."""
+    runs = {}
+    for name, f in fit.items():
+        runs[f"{name} short"] = lambda f=f: f(1)
+        runs[f"{name} long"] = lambda f=f: f(1 + n)
+    t = measure_side_by_side(runs, repeat=repeat)
+    return {
+        name: (t[f"{name} long"].median - t[f"{name} short"].median) / n for name in fit
+    }
+
+
+def part_lloyd(args, X, rows):
+    k = args.n_clusters
+    init = X[np.random.default_rng(1).choice(len(X), k, replace=False)]
+
+    def sklearn(max_iter):
+        SkKMeans(k, init=init, n_init=1, max_iter=max_iter, tol=0).fit(X)
+
+    def ours(data):
+        return lambda max_iter: bigclust.KMeans(k, init=init, max_iter=max_iter, tol=0).fit(data)
+
+    with dask.config.set(scheduler="threads"):
+        t = per_iteration({"sklearn": sklearn, "ours": ours(X)}, args.iterations, args.repeat)
+    rows.append(Row("Lloyd s/iter, threaded", t["ours"], t["sklearn"],
+                    note="peer: scikit-learn"))
+
+    from distributed import Client, LocalCluster, wait
+
+    from bigclust.driver import keep_in_memory
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        on_workers = keep_in_memory(bigclust.as_dask_array(X), X)
+        wait(on_workers)
+        t = per_iteration({"sklearn": sklearn, "ours": ours(on_workers)}, args.iterations,
+                          args.repeat)
+    rows.append(Row("Lloyd s/iter, LocalCluster 2 procs x 1 thread", t["ours"], t["sklearn"],
+                    note="peer: scikit-learn"))
+
+    if args.skip_dask_ml:
+        return
+    try:
+        from dask_ml.cluster import KMeans as DaskMLKMeans
+    except ImportError as err:
+        print(f"dask-ml not available ({err}): skipping its rows")
+        return
+    chunked = bigclust.as_dask_array(X)
+
+    def dask_ml(max_iter):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            DaskMLKMeans(k, init=init, max_iter=max_iter, tol=0).fit(chunked)
+
+    with dask.config.set(scheduler="threads"):
+        t = per_iteration({"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations,
+                          max(1, args.repeat - 2))
+    rows.append(Row("Lloyd s/iter, threaded, same dask array", t["ours"], t["dask-ml"],
+                    note="peer: dask-ml"))
+
+
+def part_init(args, X, rows):
+    k = args.n_clusters
+    chunked = bigclust.as_dask_array(X)
+    seeds = range(args.repeat)
+    ours_time, pp_time, ours_init, pp_init, ours_final, sk_final = [], [], [], [], [], []
+
+    def inertia(centers):
+        return -bigclust.KMeans(k, init=centers, max_iter=1).fit(X).score(X)
+
+    for seed in seeds:
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        with dask.config.set(scheduler="threads"):
+            centers = kmeans_parallel(chunked, k, None, seed)
+        ours_time.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        pp, _ = kmeans_plusplus(X, k, random_state=seed)
+        pp_time.append(time.perf_counter() - start)
+        ours_init.append(inertia(centers))
+        pp_init.append(inertia(pp))
+        ours_final.append(bigclust.KMeans(k, init=centers).fit(X).inertia_)
+        sk_final.append(SkKMeans(k, random_state=seed).fit(X).inertia_)
+    rows.append(Row("k-means|| init time vs scikit-learn k-means++", statistics.median(ours_time),
+                    statistics.median(pp_time)))
+    rows.append(Row("initial inertia, k-means|| vs k-means++ (mean)", statistics.mean(ours_init),
+                    statistics.mean(pp_init), unit=""))
+    rows.append(Row("final inertia after Lloyd vs scikit-learn KMeans", statistics.mean(ours_final),
+                    statistics.mean(sk_final), unit=""))
 
 
-class PeakRSS:
-    """Peak resident memory of this process (and its children) while the block runs."""
-
-    def __enter__(self):
-        self._proc, self._stop, self.peak = psutil.Process(), False, 0
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop:
-            rss = self._proc.memory_info().rss
-            rss += sum(c.memory_info().rss for c in self._proc.children(recursive=True))
-            self.peak = max(self.peak, rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join()
+def part_memory(args, rows):
+    cmd = [sys.executable, "-m", "benchmarks.bench_kmeans", "--memory-child",
+           "--n-samples", str(args.n_samples), "--n-features", str(args.n_features),
+           "--n-clusters", str(args.n_clusters)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
+    before, peak, nbytes = (float(v) for v in out[-3:])
+    budget = 1.5 * nbytes + 200e6
+    rows.append(Row("peak RSS of a threaded fit (whole process)", peak, budget, unit="B",
+                    note=f"peer: 1.5 x data + 200 MB; before fit {format_bytes(before)}, "
+                         f"data {format_bytes(nbytes)}, fit added {format_bytes(peak - before)}"))
 
 
-def row(name, ours, peer, unit="s"):
-    ratio = ours / peer if peer else float("nan")
-    print(f"{name:<48} {ours:>10.4g} {unit:<3} {peer:>10.4g} {unit:<3} {ratio:>7.2f}")
+def memory_child(args):
+    X = data(args)
+    init = X[:args.n_clusters].copy()
+    with PeakRSS() as before:
+        time.sleep(0.2)
+    with dask.config.set(scheduler="threads"), PeakRSS() as during:
+        bigclust.KMeans(args.n_clusters, init=init, max_iter=args.iterations, tol=0).fit(X)
+    print(before.bytes, during.bytes, X.nbytes)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-samples", type=int, default=2_000_000)
     parser.add_argument("--n-features", type=int, default=32)
     parser.add_argument("--n-clusters", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--skip-cluster", action="store_true", help="no LocalCluster run")
+    parser.add_argument("--parts", default="lloyd,init,memory")
     parser.add_argument("--skip-dask-ml", action="store_true")
-    parser.add_argument("--skip-init", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        return memory_child(args)
 
-    k, iters = args.n_clusters, args.iterations
-    Xd, _ = make_blobs(args.n_samples, args.n_features, centers=k, random_state=0)
-    X = Xd.compute()
-    init = X[np.random.default_rng(1).choice(len(X), k, replace=False)]
-    print(f"data: {X.shape[0]} x {X.shape[1]} {X.dtype}, k={k}, {X.nbytes / 1e6:.0f} MB")
-    print(f"{'':<48} {'bigclust':>14} {'peer':>14} {'ratio':>7}")
-
-    sk = lambda: SkKMeans(k, init=init, n_init=1, max_iter=iters, tol=0).fit(X)  # noqa: E731
-    ours = lambda data: bigclust.KMeans(k, init=init, max_iter=iters, tol=0).fit(data)  # noqa: E731
-    fitted = ours(X)
-    assert fitted.n_iter_ == iters, fitted.n_iter_
-    sk_time = median_time(sk, args.repeat) / iters
-    with dask.config.set(scheduler="threads"):
-        ours_time = median_time(lambda: ours(X), args.repeat) / iters
-    row("Lloyd s/iter, threaded vs scikit-learn", ours_time, sk_time)
-
-    if not args.skip_cluster:
-        from distributed import Client, LocalCluster
-
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster):
-            cluster_time = median_time(lambda: ours(X), args.repeat) / iters
-        row("Lloyd s/iter, LocalCluster 2x1 vs scikit-learn", cluster_time, sk_time)
-
-    if not args.skip_dask_ml:
-        try:
-            from dask_ml.cluster import KMeans as DaskMLKMeans
-        except ImportError as err:
-            print(f"dask-ml not available: {err}")
-        else:
-            chunked = da.from_array(X, chunks=(X.shape[0] // 8, X.shape[1]))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                dml = lambda: DaskMLKMeans(k, init=init, max_iter=iters, tol=0).fit(chunked)  # noqa: E731
-                dml_time = median_time(dml, max(1, args.repeat - 2)) / iters
-            with dask.config.set(scheduler="threads"):
-                ours_chunked = median_time(lambda: ours(chunked), args.repeat) / iters
-            row("Lloyd s/iter, threaded vs dask-ml (same dask array)", ours_chunked, dml_time)
-
-    if not args.skip_init:
-        rng_seeds = range(args.repeat)
-        t_ours, t_pp, i_ours, i_pp, f_ours, f_sk = [], [], [], [], [], []
-        for seed in rng_seeds:
-            start = time.perf_counter()
-            centers = bigclust.cluster._init.kmeans_parallel(Xd.rechunk((X.shape[0] // 8, -1)),
-                                                             k, None, seed)
-            t_ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            pp, _ = kmeans_plusplus(X, k, random_state=seed)
-            t_pp.append(time.perf_counter() - start)
-            i_ours.append(-bigclust.KMeans(k, init=centers, max_iter=1).fit(X).score(X))
-            i_pp.append(-bigclust.KMeans(k, init=pp, max_iter=1).fit(X).score(X))
-            f_ours.append(bigclust.KMeans(k, init=centers).fit(X).inertia_)
-            f_sk.append(SkKMeans(k, random_state=seed).fit(X).inertia_)
-        row("k-means|| time vs scikit-learn k-means++", statistics.median(t_ours),
-            statistics.median(t_pp))
-        row("initial inertia: k-means|| vs k-means++", statistics.mean(i_ours),
-            statistics.mean(i_pp), unit="")
-        row("final inertia after Lloyd vs scikit-learn", statistics.mean(f_ours),
-            statistics.mean(f_sk), unit="")
-
-    with PeakRSS() as mem:
-        ours(X)
-    print(f"peak RSS of a threaded fit: {mem.peak / 1e6:.0f} MB "
-          f"(data {X.nbytes / 1e6:.0f} MB; budget 1.5x data + 200 MB = "
-          f"{1.5 * X.nbytes / 1e6 + 200:.0f} MB)")
+    X = data(args)
+    print(f"data: {X.shape[0]} x {X.shape[1]} {X.dtype} ({format_bytes(X.nbytes)}), "
+          f"k={args.n_clusters}")
+    rows: list[Row] = []
+    parts = args.parts.split(",")
+    if "lloyd" in parts:
+        part_lloyd(args, X, rows)
+    if "init" in parts:
+        part_init(args, X, rows)
+    if "memory" in parts:
+        part_memory(args, rows)
+    print_table("KMeans", rows)
 
 
 if __name__ == "__main__":
