@@ -13,7 +13,6 @@ import warnings
 import dask.array as da
 import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
-from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
 from bigclust import _random
@@ -140,15 +139,22 @@ def kmeans_parallel(
     return reduce_candidates(candidates, weights, n_clusters, seed)
 
 
+#: Restarts of the client-side reduction. Candidates cover every cluster, but one weighted
+#: k-means++ pass over them can still put two centers in one cluster and none in another
+#: (measured: 4 of 10 restarts on 64 blobs); restarts cost milliseconds on ~l x rounds points,
+#: and the weighted inertia of the candidates picks the good one.
+REDUCE_RESTARTS = 10
+
+
 def reduce_candidates(candidates, weights, n_clusters, seed) -> np.ndarray:
-    """Weighted k-means++ then weighted Lloyd over the candidates, on the client."""
+    """Weighted k-means++ then weighted Lloyd over the candidates, on the client; the best of
+    ``REDUCE_RESTARTS`` by weighted inertia."""
     if len(candidates) == n_clusters:
         return candidates
     state = int(_random.generator(seed, _KEY_REDUCE).integers(2**31 - 1))
-    centers, _ = kmeans_plusplus(candidates, n_clusters, sample_weight=weights, random_state=state)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        lloyd = _SkKMeans(n_clusters, init=centers, n_init=1, random_state=state)
+        lloyd = _SkKMeans(n_clusters, init="k-means++", n_init=REDUCE_RESTARTS, random_state=state)
         lloyd.fit(candidates, sample_weight=weights)
     return lloyd.cluster_centers_.astype(np.float64)
 
