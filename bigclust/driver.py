@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import itertools
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -277,22 +276,34 @@ def active_client():
     return owner if isinstance(owner, Client) else None
 
 
+#: Scattered in-memory data is cut into this many chunks per worker thread (or more, to keep
+#: each under SCATTER_MAX_CHUNK_BYTES): nothing is read from a store, so the only cost of a
+#: chunk is its task's scheduling, about 3.5 ms on a LocalCluster. Measured, a Lloyd pass over
+#: 256 MB on 2 worker processes took 0.25 s in 8 chunks, 0.31 s in 16 and 0.41 s in 32.
+SCATTER_CHUNKS_PER_THREAD = 4
+SCATTER_MAX_CHUNK_BYTES = 128 * 2**20
+
+
 def keep_in_memory(X: da.Array, source: Any) -> da.Array:
-    """Scatter the chunks of an in-memory NumPy input to the workers of an active distributed
-    client, once, so iterations do not ship the array inside every graph."""
+    """Scatter an in-memory NumPy input to the workers of an active distributed client, once,
+    so iterations do not ship the array inside every graph."""
     client = active_client()
     is_in_memory = isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
     if client is None or not is_in_memory:
         return X
-    offsets = _row_offsets(X.chunks[0])
+    threads = max(1, sum(client.nthreads().values()))
+    row_bytes = X.shape[1] * X.dtype.itemsize
+    n_chunks = max(SCATTER_CHUNKS_PER_THREAD * threads,
+                   -(-X.shape[0] * row_bytes // SCATTER_MAX_CHUNK_BYTES))
+    rows = max(1, -(-X.shape[0] // n_chunks))
     blocks = [
-        np.asarray(source[lo:hi], dtype=X.dtype) for lo, hi in itertools.pairwise(offsets)
+        np.asarray(source[lo : lo + rows], dtype=X.dtype) for lo in range(0, X.shape[0], rows)
     ]
     futures = client.scatter(blocks)
     return da.concatenate(
         [
             da.from_delayed(future, shape=block.shape, dtype=X.dtype)
-            for future, block in zip(futures, blocks, strict=False)
+            for future, block in zip(futures, blocks, strict=True)
         ]
     )
 

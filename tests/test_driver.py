@@ -334,7 +334,8 @@ def test_keep_in_memory(scheduler, distributed_client, data, tmp_path):
         assert kept is not X
         # Every chunk is a future held on the cluster: graphs refer to it, never embed it.
         futures = [v for v in dict(kept.__dask_graph__()).values() if isinstance(v, Future)]
-        assert len(futures) == X.numblocks[0]
+        threads = sum(distributed_client.nthreads().values())
+        assert len(futures) == kept.numblocks[0] == min(len(data), 4 * threads)
         assert all(f.key in distributed_client.futures for f in futures)
         assert kept.dtype == X.dtype and kept.shape == X.shape
     else:
