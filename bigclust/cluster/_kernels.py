@@ -137,7 +137,7 @@ def nearest(X: np.ndarray, centers: np.ndarray):
     return Nearest(centers, X.dtype)(X)
 
 
-def _cluster_sums(X: np.ndarray, labels: np.ndarray, weights, n_clusters: int) -> np.ndarray:
+def cluster_sums(X: np.ndarray, labels: np.ndarray, weights, n_clusters: int) -> np.ndarray:
     """Per-cluster weighted sums of rows, as a sparse one-hot (CSC, no sorting) times X.
 
     Linear in the block size whatever ``n_clusters``; much faster than ``np.add.at``.
@@ -194,7 +194,7 @@ def _lloyd(block, sample_weight, params: LloydParams) -> LloydStats:
         else:
             labels = search.labels(X)
         if params.update_centers:
-            sums += _cluster_sums(X, labels, w, k)
+            sums += cluster_sums(X, labels, w, k)
             weights += np.bincount(labels, weights=w, minlength=k)
     return LloydStats(sums, weights, inertia)
 

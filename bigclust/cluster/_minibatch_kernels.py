@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bigclust import _random
-from bigclust.cluster._kernels import nearest, row_blocks
+from bigclust.cluster._kernels import cluster_sums, nearest, row_blocks
 
 #: Stream keys (see bigclust._random): the order of segments in an epoch, the order of rows
 #: in a segment, the rows that replace reassigned centers at a step.
@@ -85,9 +85,7 @@ def assign(
         w = None if weights is None else weights[rows]
         inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w)
         if sums:
-            onehot = np.zeros((k, len(lab)), Xa.dtype)
-            onehot[lab, index] = 1 if w is None else w
-            total += onehot @ B  # the last column sums the weights
+            total += cluster_sums(B, lab, w, k)  # the last column sums the weights
     return Assigned(labels, total[:, :-1], total[:, -1], inertia)
 
 
@@ -234,7 +232,7 @@ def fit_segment(block, weights, state: FitState, params: FitParams, piece: Piece
     order = _random.generator(params.seed, KEY_ROW_ORDER, piece.epoch, piece.segment).permutation(
         block.shape[0]
     )
-    rows = augment(block[order])
+    rows = augment(np.take(block, order, axis=0))  # 3x faster than block[order]
     w = None if weights is None else np.asarray(weights, np.float64)[order]
     index = piece.lo + order
     if state.carry is not None:
