@@ -20,6 +20,7 @@ those, or objects with their own ``combine(other)`` method.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import math
 import uuid
@@ -33,8 +34,8 @@ import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from threadpoolctl import threadpool_limits
 
+from bigclust._blas import single_blas_thread
 from bigclust._errors import NonFiniteInputError, NonFiniteRow
 
 __all__ = [
@@ -308,32 +309,16 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
     return da.Array(graph, name, chunks, dtype=X.dtype)
 
 
-@functools.cache
-def _controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-class _blas_limited:
+def _blas_limited():
     """One BLAS thread per task while tasks run on threads of this process.
 
     The threaded scheduler (and an in-process distributed cluster) already runs one task per
     core; letting BLAS spawn its own threads on top oversubscribes the cores. Worker processes
     of a distributed cluster get the same limit from the nanny's environment.
     """
-
-    def __enter__(self):
-        scheduler = dask.base.get_scheduler()
-        self._limit = None
-        if scheduler is not dask.local.get_sync:
-            self._limit = _controller().limit(limits=1, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        if self._limit is not None:
-            self._limit.unregister()
-        return False
+    if dask.base.get_scheduler() is dask.local.get_sync:
+        return contextlib.nullcontext()
+    return single_blas_thread()
 
 
 # --- sequential folds ---------------------------------------------------------------------
@@ -427,7 +412,7 @@ def _fold_local(kernel, X, pieces, state, w, params, prefetch):
                 piece, future = pending.popleft()
                 refill(prefetch)  # queued behind the current read
                 block, weights = future.result()
-                with threadpool_limits(1, user_api="blas"):
+                with single_blas_thread():
                     state = kernel(block, weights, state, params, piece)
                 del block, weights
                 yield state
@@ -475,5 +460,5 @@ def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch):
 
 
 def _limited(kernel, block, weights, state, params, piece):
-    with threadpool_limits(1, user_api="blas"):
+    with single_blas_thread():
         return kernel(block, weights, state, params, piece)

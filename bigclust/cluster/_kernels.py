@@ -9,12 +9,16 @@ accumulated in float64 whatever the input dtype.
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from bigclust import _random
+from bigclust._blas import single_blas_thread
 from bigclust._errors import NonFiniteRow
 
 #: Elements of one block's distance matrix (rows x centers): 2**19 floats is 2-4 MiB; larger
@@ -32,6 +36,34 @@ def row_blocks(n_rows: int, n_centers: int):
     step = block_rows(n_centers)
     for lo in range(0, n_rows, step):
         yield slice(lo, min(lo + step, n_rows))
+
+
+def _even_row_blocks(n_rows: int, n_centers: int, parts: int):
+    step = min(block_rows(n_centers), -(-n_rows // parts))
+    return [slice(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="bigclust-rows")
+
+
+#: Rows below which splitting a batch over threads costs more than it saves.
+MIN_PARALLEL_ROWS = 4096
+
+
+def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -> list:
+    """``[fn(rows) for rows in row blocks]``; with ``parallel``, the blocks run on a thread per
+    core with one BLAS thread each (NumPy releases the GIL in the products and reductions).
+
+    Only for work on the client's own thread: inside Dask tasks the scheduler already runs one
+    task per core.
+    """
+    threads = os.cpu_count() or 1
+    if not parallel or threads == 1 or n_rows < MIN_PARALLEL_ROWS:
+        return [fn(rows) for rows in row_blocks(n_rows, n_centers)]
+    with single_blas_thread():
+        return list(_pool().map(fn, _even_row_blocks(n_rows, n_centers, threads)))
 
 
 def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):

@@ -490,7 +490,10 @@ class MiniBatchKMeans(_CentroidEstimator):
         )
         state = mbk.PartialState(centers, counts, n_steps, n_since)
         if numpy_in:
-            state = mbk.partial_fit_chunk(batch, weights, state, params, mbk.Piece(0, n, 0, 0))
+            # One batch in memory: its rows are split over this machine's cores (as
+            # scikit-learn's OpenMP loops do), and labels_ below is the only other pass.
+            in_memory = params._replace(compute_labels=False, parallel=True)
+            state = mbk.partial_fit_chunk(batch, weights, state, in_memory, mbk.Piece(0, n, 0, 0))
             if state.bad_row is not None:
                 raise NonFiniteInputError("X", state.bad_row, (0, n))
         else:
@@ -525,7 +528,9 @@ class MiniBatchKMeans(_CentroidEstimator):
         self._numpy_out = numpy_in
         if self.compute_labels:
             if numpy_in:
-                self.labels_, self.inertia_ = mbk.labels_inertia(batch, weights, state.centers)
+                self.labels_, self.inertia_ = mbk.labels_inertia(
+                    batch, weights, state.centers, parallel=True
+                )
             else:
                 self.labels_ = map_blocks_lazy(
                     kern.labels_block, batch, params=state.centers, dtype=np.int32

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bigclust import _random
-from bigclust.cluster._kernels import cluster_sums, nearest, row_blocks
+from bigclust.cluster._kernels import Nearest, cluster_sums, map_row_blocks
 
 #: Stream keys (see bigclust._random): the order of segments in an epoch, the order of rows
 #: in a segment, the rows that replace reassigned centers at a step.
@@ -60,32 +60,37 @@ def assign(
     x_sq: np.ndarray | None = None,
     *,
     sums: bool = True,
+    parallel: bool = False,
 ) -> Assigned:
     """Nearest center of every row of the augmented rows ``Xa``, with per-center statistics.
 
     Row-blocked, so temporaries stay small for a batch of any size. ``x_sq`` (the squared
-    norms of the rows) is computed when not given.
+    norms of the rows) is computed when not given. ``parallel`` splits the rows over the
+    machine's cores (for a batch in the client's memory, never inside a Dask task).
     """
     n, k = Xa.shape[0], centers.shape[0]
     d = Xa.shape[1] - 1
     Ca = augmented_centers(centers.astype(Xa.dtype, copy=False))
     labels = np.empty(n, np.int32)
-    total = np.zeros((k, d + 1))
-    inertia = 0.0
-    for rows in row_blocks(n, k):
+
+    def block(rows: slice):
         B = Xa[rows]
         D = B @ Ca.T
         lab = D.argmin(axis=1)
         labels[rows] = lab
         xs = np.einsum("ij,ij->i", B[:, :-1], B[:, :-1]) if x_sq is None else x_sq[rows]
-        index = np.arange(len(lab))
-        dist = D[index, lab]
+        dist = np.take_along_axis(D, lab[:, None], axis=1)[:, 0]
         dist += xs
         np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
         w = None if weights is None else weights[rows]
-        inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w)
-        if sums:
-            total += cluster_sums(B, lab, w, k)  # the last column sums the weights
+        inertia = float(dist.sum(dtype=np.float64) if w is None else dist @ w)
+        # The last column of the augmented rows sums the weights.
+        total = cluster_sums(B, lab, w, k) if sums else 0.0
+        return total, inertia
+
+    parts = map_row_blocks(block, n, k, parallel=parallel)
+    total = sum((t for t, _ in parts), np.zeros((k, d + 1)))
+    inertia = sum(i for _, i in parts)
     return Assigned(labels, total[:, :-1], total[:, -1], inertia)
 
 
@@ -115,13 +120,14 @@ def minibatch_step(
     reassignment_ratio: float,
     rng: Callable[[], np.random.Generator] | None,
     x_sq: np.ndarray | None = None,
+    parallel: bool = False,
 ) -> Step:
     """One scikit-learn mini-batch step on the augmented batch ``Xa`` (see :func:`augment`).
 
     ``rng()`` gives the generator for the replacement rows, made only if a center is
     reassigned. Returns new arrays; ``centers`` and ``counts`` are not modified.
     """
-    a = assign(Xa, weights, centers, x_sq)
+    a = assign(Xa, weights, centers, x_sq, parallel=parallel)
     counts_new = counts + a.weights
     new = centers.astype(np.float64)
     hit = a.weights > 0
@@ -293,6 +299,7 @@ class PartialParams(NamedTuple):
     batch_size: int  # scikit-learn's _batch_size, fixed by the first partial_fit call
     reassignment_ratio: float
     compute_labels: bool
+    parallel: bool = False  # split the rows over the cores (a batch in the client's memory)
 
 
 @dataclasses.dataclass
@@ -323,6 +330,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
         reassign=due,
         reassignment_ratio=params.reassignment_ratio,
         rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
+        parallel=params.parallel,
     )
     if not np.isfinite(step.inertia):
         bad = first_nonfinite_row(block)
@@ -358,16 +366,20 @@ class LabelsInertia:
         return np.concatenate([labels for _, labels in sorted(self.parts, key=lambda p: p[0])])
 
 
-def labels_inertia(block: np.ndarray, weights: np.ndarray | None, centers: np.ndarray):
+def labels_inertia(
+    block: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, *, parallel: bool = False
+):
     """Nearest center of every row (as ``predict``) and the weighted inertia."""
-    centers = centers.astype(block.dtype, copy=False)
     labels = np.empty(block.shape[0], np.int32)
-    inertia = 0.0
-    for rows in row_blocks(block.shape[0], len(centers)):
-        lab, dist = nearest(block[rows], centers)
+    search = Nearest(centers, block.dtype)
+
+    def one(rows: slice) -> float:
+        lab, dist = (Nearest(centers, block.dtype) if parallel else search)(block[rows])
         labels[rows] = lab
         w = None if weights is None else np.asarray(weights[rows], np.float64)
-        inertia += float(dist.sum(dtype=np.float64) if w is None else dist.astype(np.float64) @ w)
+        return float(dist.sum(dtype=np.float64) if w is None else dist.astype(np.float64) @ w)
+
+    inertia = sum(map_row_blocks(one, block.shape[0], len(centers), parallel=parallel))
     return labels, inertia
 
 
