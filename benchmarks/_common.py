@@ -43,6 +43,7 @@ __all__ = [
     "SCRATCH_ROOT",
     "CommandResult",
     "PeakRSS",
+    "PeakRSSPerProcess",
     "Row",
     "Timing",
     "format_bytes",
@@ -153,6 +154,37 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         self.bytes = _tree_rss(self.process)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PeakRSSPerProcess:
+    """Context manager: the peak RSS of this process and of each child process, separately,
+    sampled every ``interval`` seconds (for the workers of a LocalCluster).
+
+    ``peaks`` maps a label ``"<pid> <command>"`` to that process's highest sampled RSS.
+    """
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for proc in (me, *me.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):
+                    label = f"{proc.pid} {' '.join(proc.cmdline()[1:3])[:60]}"
+                    self.peaks[label] = max(self.peaks.get(label, 0), proc.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSSPerProcess:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self

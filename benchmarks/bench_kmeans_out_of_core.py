@@ -1,7 +1,7 @@
 """KMeans over a Zarr store larger than the workers' memory limits: completes, no spill, no restart.
 
-    python benchmarks/bench_kmeans_out_of_core.py                  # 4 GB store, 2 x 1 GiB workers
-    python benchmarks/bench_kmeans_out_of_core.py --n-samples 2000000 --memory-limit 512MiB
+    python -m benchmarks.bench_kmeans_out_of_core                  # 4 GB store, 2 x 1 GiB workers
+    python -m benchmarks.bench_kmeans_out_of_core --n-samples 2000000 --memory-limit 512MiB
 
 Writes the store under --workdir (deleted at the end), fits KMeans(k-means||) on a LocalCluster of
 single-thread worker processes with the given memory limit, and reports the fit time, the peak
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -20,35 +19,8 @@ import psutil
 from distributed import Client, LocalCluster
 
 import bigclust
+from benchmarks._common import PeakRSSPerProcess
 from bigclust.datasets import make_blobs, write_zarr
-
-
-class ProcessTreePeaks:
-    """Peak RSS of this process and of each child process, sampled every 50 ms."""
-
-    def __init__(self):
-        self.peaks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    rss = proc.memory_info().rss
-                except psutil.Error:
-                    continue
-                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def spilled_bytes(client) -> int:
@@ -84,7 +56,7 @@ def main():
               f"{time.perf_counter() - start:.1f} s")
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           memory_limit=args.memory_limit, dashboard_address=None) as cluster, \
-                Client(cluster) as client, ProcessTreePeaks() as peaks:
+                Client(cluster) as client, PeakRSSPerProcess() as peaks:
             worker_pids = set(client.run(lambda: psutil.Process().pid).values())
             start = time.perf_counter()
             km = bigclust.KMeans(args.n_clusters, random_state=0, max_iter=args.max_iter,
@@ -97,10 +69,11 @@ def main():
               f" (~{passes} passes, {passes * X.nbytes / seconds / 1e9:.2f} GB/s)")
         print(f"memory limit per worker {args.memory_limit} x {args.workers}; "
               f"worker restarts {restarts}; bytes spilled {spilled}")
-        for pid, peak in sorted(peaks.peaks.items()):
+        for label, peak in sorted(peaks.peaks.items()):
+            pid = int(label.split()[0])
             role = "worker" if pid in worker_pids else (
                 "client" if pid == psutil.Process().pid else "other")
-            print(f"  peak RSS {role:<7} pid {pid}: {peak / 1e6:.0f} MB")
+            print(f"  peak RSS {role:<7} {label}: {peak / 1e6:.0f} MB")
     finally:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -1,8 +1,8 @@
 """MiniBatchKMeans: streaming throughput, partial_fit speed, quality, out-of-core memory.
 
-    python benchmarks/bench_minibatch.py                  # (1) (2) (3), 2,000,000 x 32, k=64
-    python benchmarks/bench_minibatch.py --out-of-core    # also (4): writes a 4.1 GB store
-    python benchmarks/bench_minibatch.py --n-samples 200000 --repeat 1   # quick look
+    python -m benchmarks.bench_minibatch                  # (1) (2) (3), 2,000,000 x 32, k=64
+    python -m benchmarks.bench_minibatch --out-of-core    # also (4): writes a 4.1 GB store
+    python -m benchmarks.bench_minibatch --n-samples 200000 --repeat 1   # quick look
 
 (1) One epoch of ``fit`` (given init, no early stop, no final labels) over a float32 Zarr
     store on local disk, against ``dask.array.from_zarr(path).sum()`` on the same scheduler:
@@ -27,18 +27,17 @@ import argparse
 import os
 import shutil
 import statistics
-import threading
 import time
 import warnings
 
 import dask
 import dask.array as da
 import numpy as np
-import psutil
 import zarr
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 
 import bigclust
+from benchmarks._common import PeakRSSPerProcess
 from bigclust.datasets import make_blobs, write_zarr
 
 ROOT = "/tmp/bigclust-bench"
@@ -160,34 +159,6 @@ def bench_quality(X, k):
             )
 
 
-class PeakRSS:
-    """Samples the RSS of this process and all its children every 50 ms."""
-
-    def __init__(self):
-        self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    name = f"{p.pid} {' '.join(p.cmdline()[1:3])[:60]}"
-                    self.peaks[name] = max(self.peaks.get(name, 0), p.memory_info().rss)
-                except psutil.Error:
-                    pass
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def bench_out_of_core(k):
     from distributed import Client, LocalCluster
 
@@ -208,7 +179,7 @@ def bench_out_of_core(k):
             dashboard_address=None,
         ) as cluster,
         Client(cluster),
-        PeakRSS() as rss,
+        PeakRSSPerProcess() as rss,
     ):
         start = time.perf_counter()
         est = bigclust.MiniBatchKMeans(k, random_state=0, max_iter=1).fit(path)
