@@ -50,9 +50,7 @@ def per_iteration(fit, n: int, repeat: int) -> dict[str, float]:
         runs[f"{name} short"] = lambda f=f: f(1)
         runs[f"{name} long"] = lambda f=f: f(1 + n)
     t = measure_side_by_side(runs, repeat=repeat)
-    return {
-        name: (t[f"{name} long"].median - t[f"{name} short"].median) / n for name in fit
-    }
+    return {name: (t[f"{name} long"].median - t[f"{name} short"].median) / n for name in fit}
 
 
 def part_lloyd(args, X, rows):
@@ -67,21 +65,31 @@ def part_lloyd(args, X, rows):
 
     with dask.config.set(scheduler="threads"):
         t = per_iteration({"sklearn": sklearn, "ours": ours(X)}, args.iterations, args.repeat)
-    rows.append(Row("Lloyd s/iter, threaded", t["ours"], t["sklearn"],
-                    note="peer: scikit-learn"))
+    rows.append(Row("Lloyd s/iter, threaded", t["ours"], t["sklearn"], note="peer: scikit-learn"))
 
     from distributed import Client, LocalCluster, wait
 
     from bigclust.driver import keep_in_memory
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
         on_workers = keep_in_memory(bigclust.as_dask_array(X), X)
         wait(on_workers)
-        t = per_iteration({"sklearn": sklearn, "ours": ours(on_workers)}, args.iterations,
-                          args.repeat)
-    rows.append(Row("Lloyd s/iter, LocalCluster 2 procs x 1 thread", t["ours"], t["sklearn"],
-                    note="peer: scikit-learn"))
+        t = per_iteration(
+            {"sklearn": sklearn, "ours": ours(on_workers)}, args.iterations, args.repeat
+        )
+    rows.append(
+        Row(
+            "Lloyd s/iter, LocalCluster 2 procs x 1 thread",
+            t["ours"],
+            t["sklearn"],
+            note="peer: scikit-learn",
+        )
+    )
 
     if args.skip_dask_ml:
         return
@@ -98,10 +106,14 @@ def part_lloyd(args, X, rows):
             DaskMLKMeans(k, init=init, max_iter=max_iter, tol=0).fit(chunked)
 
     with dask.config.set(scheduler="threads"):
-        t = per_iteration({"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations,
-                          max(1, args.repeat - 2))
-    rows.append(Row("Lloyd s/iter, threaded, same dask array", t["ours"], t["dask-ml"],
-                    note="peer: dask-ml"))
+        t = per_iteration(
+            {"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations, max(1, args.repeat - 2)
+        )
+    rows.append(
+        Row(
+            "Lloyd s/iter, threaded, same dask array", t["ours"], t["dask-ml"], note="peer: dask-ml"
+        )
+    )
 
 
 def part_init(args, X, rows):
@@ -125,29 +137,62 @@ def part_init(args, X, rows):
         pp_init.append(inertia(pp))
         ours_final.append(bigclust.KMeans(k, init=centers).fit(X).inertia_)
         sk_final.append(SkKMeans(k, random_state=seed).fit(X).inertia_)
-    rows.append(Row("k-means|| init time vs scikit-learn k-means++", statistics.median(ours_time),
-                    statistics.median(pp_time)))
-    rows.append(Row("initial inertia, k-means|| vs k-means++ (mean)", statistics.mean(ours_init),
-                    statistics.mean(pp_init), unit=""))
-    rows.append(Row("final inertia after Lloyd vs scikit-learn KMeans", statistics.mean(ours_final),
-                    statistics.mean(sk_final), unit=""))
+    rows.append(
+        Row(
+            "k-means|| init time vs scikit-learn k-means++",
+            statistics.median(ours_time),
+            statistics.median(pp_time),
+        )
+    )
+    rows.append(
+        Row(
+            "initial inertia, k-means|| vs k-means++ (mean)",
+            statistics.mean(ours_init),
+            statistics.mean(pp_init),
+            unit="",
+        )
+    )
+    rows.append(
+        Row(
+            "final inertia after Lloyd vs scikit-learn KMeans",
+            statistics.mean(ours_final),
+            statistics.mean(sk_final),
+            unit="",
+        )
+    )
 
 
 def part_memory(args, rows):
-    cmd = [sys.executable, "-m", "benchmarks.bench_kmeans", "--memory-child",
-           "--n-samples", str(args.n_samples), "--n-features", str(args.n_features),
-           "--n-clusters", str(args.n_clusters)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_kmeans",
+        "--memory-child",
+        "--n-samples",
+        str(args.n_samples),
+        "--n-features",
+        str(args.n_features),
+        "--n-clusters",
+        str(args.n_clusters),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
     before, peak, nbytes = (float(v) for v in out[-3:])
     budget = 1.5 * nbytes + 200e6
-    rows.append(Row("peak RSS of a threaded fit (whole process)", peak, budget, unit="B",
-                    note=f"peer: 1.5 x data + 200 MB; before fit {format_bytes(before)}, "
-                         f"data {format_bytes(nbytes)}, fit added {format_bytes(peak - before)}"))
+    rows.append(
+        Row(
+            "peak RSS of a threaded fit (whole process)",
+            peak,
+            budget,
+            unit="B",
+            note=f"peer: 1.5 x data + 200 MB; before fit {format_bytes(before)}, "
+            f"data {format_bytes(nbytes)}, fit added {format_bytes(peak - before)}",
+        )
+    )
 
 
 def memory_child(args):
     X = data(args)
-    init = X[:args.n_clusters].copy()
+    init = X[: args.n_clusters].copy()
     with PeakRSS() as before:
         time.sleep(0.2)
     with dask.config.set(scheduler="threads"), PeakRSS() as during:
@@ -170,8 +215,10 @@ def main(argv=None):
         return memory_child(args)
 
     X = data(args)
-    print(f"data: {X.shape[0]} x {X.shape[1]} {X.dtype} ({format_bytes(X.nbytes)}), "
-          f"k={args.n_clusters}")
+    print(
+        f"data: {X.shape[0]} x {X.shape[1]} {X.dtype} ({format_bytes(X.nbytes)}), "
+        f"k={args.n_clusters}"
+    )
     rows: list[Row] = []
     parts = args.parts.split(",")
     if "lloyd" in parts:

@@ -48,31 +48,48 @@ def main():
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "out_of_core.zarr"
     try:
-        X, _ = make_blobs(args.n_samples, args.n_features, centers=args.n_clusters,
-                          random_state=0)
+        X, _ = make_blobs(args.n_samples, args.n_features, centers=args.n_clusters, random_state=0)
         start = time.perf_counter()
         write_zarr(X, path, overwrite=True)
-        print(f"store: {X.shape} {X.dtype}, {X.nbytes / 1e9:.2f} GB, written in "
-              f"{time.perf_counter() - start:.1f} s")
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          memory_limit=args.memory_limit, dashboard_address=None) as cluster, \
-                Client(cluster) as client, PeakRSSPerProcess() as peaks:
+        print(
+            f"store: {X.shape} {X.dtype}, {X.nbytes / 1e9:.2f} GB, written in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=args.memory_limit,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+            PeakRSSPerProcess() as peaks,
+        ):
             worker_pids = set(client.run(lambda: psutil.Process().pid).values())
             start = time.perf_counter()
-            km = bigclust.KMeans(args.n_clusters, random_state=0, max_iter=args.max_iter,
-                                 tol=0).fit(str(path))
+            km = bigclust.KMeans(
+                args.n_clusters, random_state=0, max_iter=args.max_iter, tol=0
+            ).fit(str(path))
             seconds = time.perf_counter() - start
             restarts = len(worker_pids - set(client.run(lambda: psutil.Process().pid).values()))
             spilled = spilled_bytes(client)
         passes = km.n_iter_ + 1 + 6 + 1  # Lloyd + final + k-means|| rounds/weighting + labels
-        print(f"fit: {seconds:.1f} s, {km.n_iter_} Lloyd iterations, inertia {km.inertia_:.5g}"
-              f" (~{passes} passes, {passes * X.nbytes / seconds / 1e9:.2f} GB/s)")
-        print(f"memory limit per worker {args.memory_limit} x {args.workers}; "
-              f"worker restarts {restarts}; bytes spilled {spilled}")
+        print(
+            f"fit: {seconds:.1f} s, {km.n_iter_} Lloyd iterations, inertia {km.inertia_:.5g}"
+            f" (~{passes} passes, {passes * X.nbytes / seconds / 1e9:.2f} GB/s)"
+        )
+        print(
+            f"memory limit per worker {args.memory_limit} x {args.workers}; "
+            f"worker restarts {restarts}; bytes spilled {spilled}"
+        )
         for label, peak in sorted(peaks.peaks.items()):
             pid = int(label.split()[0])
-            role = "worker" if pid in worker_pids else (
-                "client" if pid == psutil.Process().pid else "other")
+            role = (
+                "worker"
+                if pid in worker_pids
+                else ("client" if pid == psutil.Process().pid else "other")
+            )
             print(f"  peak RSS {role:<7} {label}: {peak / 1e6:.0f} MB")
     finally:
         shutil.rmtree(path, ignore_errors=True)

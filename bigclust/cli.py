@@ -89,7 +89,9 @@ class MakeBlobs:
             help="'threads' (default: bounded memory, no cluster), 'local', or an address",
         )
         p.add_argument(
-            "--threads", type=int, default=MAKE_BLOBS_THREADS,
+            "--threads",
+            type=int,
+            default=MAKE_BLOBS_THREADS,
             help="threads of the 'threads' scheduler (default: %(default)s); each holds about "
             "two chunks, so peak memory is about 150 MB + threads x 2 x chunk bytes",
         )
@@ -150,8 +152,13 @@ def _kmeans_from_args(args):
 
     n_init = args.n_init if args.n_init == "auto" else int(args.n_init)
     return KMeans(
-        args.n_clusters, init=args.init, n_init=n_init, max_iter=args.max_iter, tol=args.tol,
-        random_state=args.seed, verbose=int(args.verbose),
+        args.n_clusters,
+        init=args.init,
+        n_init=n_init,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        random_state=args.seed,
+        verbose=int(args.verbose),
     )
 
 
@@ -164,8 +171,11 @@ class Cluster:
         _add_kmeans_arguments(p)
         p.add_argument("--centers-out", help="write the centers to this .npy file")
         p.add_argument("--labels-out", help="write the labels to this new Zarr array")
-        p.add_argument("--persist", action="store_true",
-                       help="keep the data in worker memory between passes (if it fits)")
+        p.add_argument(
+            "--persist",
+            action="store_true",
+            help="keep the data in worker memory between passes (if it fits)",
+        )
         _add_scheduler_arguments(p)
 
     @staticmethod
@@ -179,9 +189,11 @@ class Cluster:
             start = time.perf_counter()
             model = _kmeans_from_args(args).fit(X)
             seconds = time.perf_counter() - start
-            print(f"KMeans(n_clusters={args.n_clusters}) on {X.shape[0]} x {X.shape[1]} "
-                  f"{X.dtype}: inertia {model.inertia_:.6g}, {model.n_iter_} iterations, "
-                  f"{seconds:.1f} s")
+            print(
+                f"KMeans(n_clusters={args.n_clusters}) on {X.shape[0]} x {X.shape[1]} "
+                f"{X.dtype}: inertia {model.inertia_:.6g}, {model.n_iter_} iterations, "
+                f"{seconds:.1f} s"
+            )
             if args.centers_out:
                 np.save(args.centers_out, model.cluster_centers_)
                 print(f"centers written to {args.centers_out}")
@@ -206,20 +218,25 @@ class Demo:
     def run(args) -> int:
         from sklearn.metrics import adjusted_rand_score
 
-        X, y = make_blobs(args.n_samples, args.n_features, centers=args.centers,
-                          random_state=args.seed)
+        X, y = make_blobs(
+            args.n_samples, args.n_features, centers=args.centers, random_state=args.seed
+        )
         with scheduler_from_args(args) as client:
             where = "threads" if client is None else f"{len(client.nthreads())} workers"
-            print(f"generated {X.shape[0]} x {X.shape[1]} {X.dtype} blobs "
-                  f"({X.nbytes / 1e6:.0f} MB, {args.centers} true clusters) on {where}")
+            print(
+                f"generated {X.shape[0]} x {X.shape[1]} {X.dtype} blobs "
+                f"({X.nbytes / 1e6:.0f} MB, {args.centers} true clusters) on {where}"
+            )
             if client is not None:
                 X = client.persist(X)
             start = time.perf_counter()
             model = _kmeans_from_args(args).fit(X)
             seconds = time.perf_counter() - start
             agreement = adjusted_rand_score(*dask.compute(y, model.labels_))
-        print(f"KMeans(n_clusters={args.n_clusters}, init={args.init!r}): "
-              f"{model.n_iter_} iterations in {seconds:.1f} s, inertia {model.inertia_:.6g}")
+        print(
+            f"KMeans(n_clusters={args.n_clusters}, init={args.init!r}): "
+            f"{model.n_iter_} iterations in {seconds:.1f} s, inertia {model.inertia_:.6g}"
+        )
         print(f"adjusted Rand index against the true blobs: {agreement:.4f}")
         return 0
 

@@ -149,8 +149,15 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
     keys = []
     for i, block in enumerate(blocks):
         key = (name, 0, i)
-        layer[key] = (_run_kernel, kernel, check_finite, block.key,
-                      *(a[i].key for a in aligned_blocks), shared.key, offsets[i])
+        layer[key] = (
+            _run_kernel,
+            kernel,
+            check_finite,
+            block.key,
+            *(a[i].key for a in aligned_blocks),
+            shared.key,
+            offsets[i],
+        )
         keys.append(key)
     level = 0
     while len(keys) > 1:
@@ -294,8 +301,9 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
         return X
     threads = max(1, sum(client.nthreads().values()))
     row_bytes = X.shape[1] * X.dtype.itemsize
-    n_chunks = max(SCATTER_CHUNKS_PER_THREAD * threads,
-                   -(-X.shape[0] * row_bytes // SCATTER_MAX_CHUNK_BYTES))
+    n_chunks = max(
+        SCATTER_CHUNKS_PER_THREAD * threads, -(-X.shape[0] * row_bytes // SCATTER_MAX_CHUNK_BYTES)
+    )
     rows = max(1, -(-X.shape[0] // n_chunks))
     blocks = [
         np.asarray(source[lo : lo + rows], dtype=X.dtype) for lo in range(0, X.shape[0], rows)

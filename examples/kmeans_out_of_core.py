@@ -28,12 +28,16 @@ def run(n_samples: int, n_features: int, n_clusters: int, workers: int, workdir:
     store = write_zarr(X, workdir / "features.zarr")
     print(f"wrote {store.shape} {store.dtype} to {workdir / 'features.zarr'}")
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster):
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster),
+    ):
         start = time.perf_counter()
         km = bigclust.KMeans(n_clusters, random_state=0).fit(str(workdir / "features.zarr"))
-        print(f"fit in {time.perf_counter() - start:.1f} s: {km.n_iter_} iterations, "
-              f"inertia {km.inertia_:.5g}")
+        print(
+            f"fit in {time.perf_counter() - start:.1f} s: {km.n_iter_} iterations, "
+            f"inertia {km.inertia_:.5g}"
+        )
         km.labels_.to_zarr(str(workdir / "labels.zarr"))
 
     labels = zarr.open_array(str(workdir / "labels.zarr"), mode="r")

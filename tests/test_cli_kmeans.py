@@ -11,11 +11,44 @@ from bigclust.cli import main
 
 def test_kmeans_command_writes_centers_and_labels(tmp_path, capsys):
     data = str(tmp_path / "data.zarr")
-    assert main(["make-blobs", data, "--n-samples", "5000", "--n-features", "3",
-                 "--centers", "3", "--seed", "1", "--chunk-rows", "700", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "make-blobs",
+                data,
+                "--n-samples",
+                "5000",
+                "--n-features",
+                "3",
+                "--centers",
+                "3",
+                "--seed",
+                "1",
+                "--chunk-rows",
+                "700",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     centers, labels = tmp_path / "centers.npy", str(tmp_path / "labels.zarr")
-    assert main(["kmeans", data, "--n-clusters", "3", "--scheduler", "threads",
-                 "--centers-out", str(centers), "--labels-out", labels]) == 0
+    assert (
+        main(
+            [
+                "kmeans",
+                data,
+                "--n-clusters",
+                "3",
+                "--scheduler",
+                "threads",
+                "--centers-out",
+                str(centers),
+                "--labels-out",
+                labels,
+            ]
+        )
+        == 0
+    )
     assert "inertia" in capsys.readouterr().out
     X = zarr.open_array(data, mode="r")[:]
     ours_centers, ours_labels = np.load(centers), zarr.open_array(labels, mode="r")[:]

@@ -50,8 +50,12 @@ def assert_matches_sklearn(ours, sk, dtype):
     labels = ours.labels_
     labels = labels.compute() if isinstance(labels, da.Array) else labels
     np.testing.assert_array_equal(labels, sk.labels_)
-    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=rtol,
-                               atol=rtol * np.abs(sk.cluster_centers_).max())
+    np.testing.assert_allclose(
+        ours.cluster_centers_,
+        sk.cluster_centers_,
+        rtol=rtol,
+        atol=rtol * np.abs(sk.cluster_centers_).max(),
+    )
     np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=rtol)
     assert ours.n_iter_ == sk.n_iter_
     assert ours.cluster_centers_.dtype == dtype
@@ -59,8 +63,7 @@ def assert_matches_sklearn(ours, sk, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    "kind,chunks", [("numpy", None), ("dask", 1000), ("dask", 337), ("dask", 3001),
-                    ("zarr", 500)]
+    "kind,chunks", [("numpy", None), ("dask", 1000), ("dask", 337), ("dask", 3001), ("zarr", 500)]
 )
 def test_parity_with_sklearn(blobs, dtype, kind, chunks, tmp_path):
     X, init = blobs
@@ -99,8 +102,9 @@ def test_parity_with_sample_weight(blobs, kind):
         data, w = X, weights
     ours = KMeans(N_CLUSTERS, init=init).fit(data, sample_weight=w)
     assert_matches_sklearn(ours, sk, np.float64)
-    np.testing.assert_allclose(ours.score(X, sample_weight=weights),
-                               sk.score(X, sample_weight=weights), rtol=1e-9)
+    np.testing.assert_allclose(
+        ours.score(X, sample_weight=weights), sk.score(X, sample_weight=weights), rtol=1e-9
+    )
 
 
 def test_parity_with_empty_cluster(blobs):
@@ -143,7 +147,8 @@ def test_same_seed_same_centers_for_any_chunking(blobs, init):
     X, _ = blobs
     fits = [
         KMeans(N_CLUSTERS, init=init, n_init=2, random_state=7, max_iter=5)
-        .fit(da.from_array(X, chunks=(rows, 4))).cluster_centers_
+        .fit(da.from_array(X, chunks=(rows, 4)))
+        .cluster_centers_
         for rows in (3001, 640, 97)
     ]
     np.testing.assert_allclose(fits[1], fits[0], rtol=1e-9)
@@ -202,16 +207,19 @@ def test_kmeans_plusplus_greedy_quality():
     from bigclust.cluster._init import kmeans_plusplus_greedy
 
     X, _ = make_blobs(5_000, 4, centers=10, random_state=1)
-    ours = [_initial_inertia(X, kmeans_plusplus_greedy(as_dask_array(X), 10, None, s))
-            for s in range(4)]
+    ours = [
+        _initial_inertia(X, kmeans_plusplus_greedy(as_dask_array(X), 10, None, s)) for s in range(4)
+    ]
     theirs = [_initial_inertia(X, kmeans_plusplus(X, 10, random_state=s)[0]) for s in range(4)]
     assert np.mean(ours) <= 1.10 * np.mean(theirs)
 
 
 def test_n_init_keeps_lowest_inertia(blobs):
     X, _ = blobs
-    single = [KMeans(N_CLUSTERS, init="random", n_init=1, random_state=s).fit(X).inertia_
-              for s in range(3)]
+    single = [
+        KMeans(N_CLUSTERS, init="random", n_init=1, random_state=s).fit(X).inertia_
+        for s in range(3)
+    ]
     best = KMeans(N_CLUSTERS, init="random", n_init=5, random_state=0).fit(X)
     assert best.inertia_ <= max(single)
     assert KMeans(N_CLUSTERS, init="random", random_state=0)._n_runs() == 10
@@ -341,8 +349,10 @@ def test_data_far_from_origin(blobs, dtype, offset):
     sk = SkKMeans(N_CLUSTERS, init=init, n_init=1).fit(X)
     ours = KMeans(N_CLUSTERS, init=init).fit(da.from_array(X, chunks=(600, 4)))
     np.testing.assert_array_equal(ours.labels_.compute(), sk.labels_)
-    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_,
-                               rtol=1e-12 if dtype == np.float64 else 1e-6)
-    np.testing.assert_allclose(ours.inertia_, sk.inertia_,
-                               rtol=1e-6 if dtype == np.float64 else 1e-3)
+    np.testing.assert_allclose(
+        ours.cluster_centers_, sk.cluster_centers_, rtol=1e-12 if dtype == np.float64 else 1e-6
+    )
+    np.testing.assert_allclose(
+        ours.inertia_, sk.inertia_, rtol=1e-6 if dtype == np.float64 else 1e-3
+    )
     assert ours.n_iter_ == sk.n_iter_

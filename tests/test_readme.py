@@ -26,7 +26,23 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
 
 
 def test_demo_runs_and_recovers_the_blobs(capsys):
-    assert main(["demo", "--n-samples", "20000", "--n-features", "4", "--centers", "4",
-                 "--n-clusters", "4", "--scheduler", "threads"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--n-samples",
+                "20000",
+                "--n-features",
+                "4",
+                "--centers",
+                "4",
+                "--n-clusters",
+                "4",
+                "--scheduler",
+                "threads",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "adjusted Rand index against the true blobs: 1.0000" in out

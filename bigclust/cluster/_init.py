@@ -186,7 +186,9 @@ def kmeans_plusplus_greedy(
     pending, pending_rows = centers[:1], rows[:1]
     for step in range(n_clusters):
         stats = map_reduce(
-            kern.plusplus_chunk, X, *aligned,
+            kern.plusplus_chunk,
+            X,
+            *aligned,
             params=kern.PlusPlusParams(centers, pending, trials, seed, step),
         )
         best = int(np.argmin(stats.potential))

@@ -575,5 +575,3 @@ class MiniBatchKMeans(_CentroidEstimator):
             )
         _check_weight_values(weights.min(), weights.max(), np.isfinite(weights).all())
         return batch, weights.astype(dtype)
-
-
