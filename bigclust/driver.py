@@ -172,6 +172,26 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
     return Delayed(keys[0], graph, layer=name)
 
 
+def _delayed_tree(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every):
+    """The same graph as :func:`_tree_graph`, from ``dask.delayed`` calls."""
+    name = uuid.uuid4().hex  # fresh keys per call, as in _tree_graph
+    run = dask.delayed(_run_kernel, pure=False)
+    parts = [
+        run(kernel, check_finite, block, *(a[i] for a in aligned_blocks), shared, offsets[i],
+            dask_key_name=(f"map-{name}", i))
+        for i, block in enumerate(blocks)
+    ]  # fmt: skip
+    merge = dask.delayed(_combine_many, pure=False)
+    level = 0
+    while len(parts) > 1:
+        level += 1
+        parts = [
+            merge(*parts[i : i + split_every], dask_key_name=(f"reduce-{name}", level, i))
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0]
+
+
 def _broadcast(params: Any):
     # One key for the parameters: every task depends on it, so a distributed scheduler
     # ships it once per worker instead of embedding a copy in every task.
@@ -223,7 +243,12 @@ def map_reduce(
     blocks = X.to_delayed().ravel()
     aligned_blocks = _aligned_blocks(X, aligned)
     shared = _broadcast(params)
-    total = _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
+    # On a distributed client, chunks of a persisted array are futures whose keys the one-layer
+    # graph's plain tuple references cannot reach (they leave the graph before the scheduler
+    # resolves references): build the graph from delayed calls there. Their extra client cost,
+    # about 0.5 ms per chunk, is small beside a distributed task's own overhead.
+    build = _tree_graph if active_client() is None else _delayed_tree
+    total = build(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
     with _blas_limited():
         (result,) = dask.compute(total)
     if result.bad is not None:

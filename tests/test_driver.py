@@ -364,3 +364,17 @@ def test_each_call_gets_fresh_keys(monkeypatch, data):
     first, second = map_reduce(sum_kernel, X), map_reduce(sum_kernel, X)
     np.testing.assert_array_equal(first, second)
     assert len(seen) == 2 and seen[0] != seen[1]
+
+
+def test_persisted_array_on_a_distributed_client(distributed_client, data):
+    # A persisted array's chunks are futures keyed like the array itself; the reduction must
+    # read them (a plain tuple reference handed the kernel the key instead of the chunk).
+    from bigclust.cluster import KMeans
+
+    X = distributed_client.persist(da.from_array(data, chunks=(50, data.shape[1])))
+    with distributed_client.as_current(), dask.config.set(scheduler=distributed_client):
+        total = map_reduce(lambda block, params, start: block.sum(axis=0), X)
+        fitted = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_allclose(total, data.sum(axis=0), rtol=1e-12)
+    expected = KMeans(3, random_state=0).fit(data)
+    np.testing.assert_allclose(fitted.cluster_centers_, expected.cluster_centers_, rtol=1e-9)
