@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from bigclust.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +48,28 @@ def test_demo_runs_and_recovers_the_blobs(capsys):
     )
     out = capsys.readouterr().out
     assert "adjusted Rand index against the true blobs: 1.0000" in out
+
+
+@pytest.mark.slow
+def test_demo_on_its_default_local_cluster(capsys):
+    # The Quick start's main job runs on an in-process LocalCluster of worker processes, with
+    # the generated data persisted on the workers: the path a plain threaded test misses.
+    assert (
+        main(
+            [
+                "demo",
+                "--n-samples",
+                "20000",
+                "--n-features",
+                "4",
+                "--centers",
+                "4",
+                "--n-clusters",
+                "4",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert "adjusted Rand index against the true blobs: 1.0000" in capsys.readouterr().out
