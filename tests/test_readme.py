@@ -27,49 +27,18 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
     assert commands[1] in ci, "the README's test command must be what .ci/run executes"
 
 
+SMALL_DEMO = "demo --n-samples 20000 --n-features 4 --centers 4 --n-clusters 4".split()
+RECOVERED = "adjusted Rand index against the true blobs: 1.0000"
+
+
 def test_demo_runs_and_recovers_the_blobs(capsys):
-    assert (
-        main(
-            [
-                "demo",
-                "--n-samples",
-                "20000",
-                "--n-features",
-                "4",
-                "--centers",
-                "4",
-                "--n-clusters",
-                "4",
-                "--scheduler",
-                "threads",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert "adjusted Rand index against the true blobs: 1.0000" in out
+    assert main([*SMALL_DEMO, "--scheduler", "threads"]) == 0
+    assert RECOVERED in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_demo_on_its_default_local_cluster(capsys):
     # The Quick start's main job runs on an in-process LocalCluster of worker processes, with
     # the generated data persisted on the workers: the path a plain threaded test misses.
-    assert (
-        main(
-            [
-                "demo",
-                "--n-samples",
-                "20000",
-                "--n-features",
-                "4",
-                "--centers",
-                "4",
-                "--n-clusters",
-                "4",
-                "--workers",
-                "2",
-            ]
-        )
-        == 0
-    )
-    assert "adjusted Rand index against the true blobs: 1.0000" in capsys.readouterr().out
+    assert main([*SMALL_DEMO, "--workers", "2"]) == 0
+    assert RECOVERED in capsys.readouterr().out
