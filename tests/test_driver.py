@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import dask
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from bigclust._blas import single_blas_thread
 from bigclust.driver import (
     NonFiniteInputError,
     active_client,
@@ -296,6 +298,30 @@ def test_blas_limited_to_one_thread_inside_threaded_tasks(data):
     # The synchronous scheduler runs one task at a time: BLAS keeps its threads.
     with threadpool_limits(limits=2, user_api="blas"), dask.config.set(scheduler="synchronous"):
         assert map_reduce(blas_threads_kernel, X).most == 2
+
+
+def _blas_threads():
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_blas_limit_still_works_after_another_thread_used_it():
+    """threadpoolctl >= 3.8 lets one thread at a time control OpenBLAS: a limit set from a
+    worker thread that stays alive must hand control back, or the main thread's later limits
+    silently do nothing (as after a fit on an in-process distributed cluster)."""
+    if not _blas_threads():
+        pytest.skip("no BLAS library loaded")
+    with ThreadPoolExecutor(1) as pool:  # its thread outlives the call
+        pool.submit(_limit_once).result()
+        with threadpool_limits(limits=2, user_api="blas"):
+            assert _blas_threads() == {2}
+            with single_blas_thread():
+                assert _blas_threads() == {1}
+            assert _blas_threads() == {2}
+
+
+def _limit_once():
+    with single_blas_thread():
+        assert _blas_threads() == {1}
 
 
 def label_kernel(block, params):
