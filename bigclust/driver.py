@@ -364,9 +364,11 @@ def _blas_limited():
 #
 # - with a ``distributed.Client`` active, the cluster reads each range (``client.compute``) and
 #   runs the kernel on the worker that holds it; only the small state travels between the
-#   client and the workers. The read of the next range is in flight while the current range
-#   folds, and a range is released as soon as it is folded, so every worker holds at most a
-#   few ranges whatever the size of the data;
+#   workers (and back to the client). The fold of a range is submitted with the *future* of
+#   the previous state, so consecutive folds follow each other on the cluster without a round
+#   trip through the client; the reads of the next ranges are in flight while the current
+#   range folds, and a range is released as soon as it is folded, so every worker holds at
+#   most a few ranges whatever the size of the data;
 # - otherwise the ranges are read (by the active local scheduler, or by slicing an in-memory
 #   array) in a background thread while the calling thread folds the previous one, with one
 #   BLAS thread so that the reader keeps the other cores.
@@ -383,6 +385,7 @@ def stream_fold(
     sample_weight: da.Array | np.ndarray | None = None,
     params: Any = None,
     prefetch: int = 1,
+    prepare: Callable[..., tuple[Any, Any]] | None = None,
 ) -> Iterator[Any]:
     """Fold ``kernel`` over the row ranges ``pieces`` of ``X``; yield the state after each.
 
@@ -404,6 +407,11 @@ def stream_fold(
         Constant parameters, shipped once.
     prefetch : int, default=1
         Ranges read ahead of the one being folded.
+    prepare : callable, optional
+        ``prepare(block, weights, params, piece) -> (block, weights)``: work on a piece that
+        does not depend on the state, done where and when the piece is read (on the reading
+        thread, or in a task on the worker that read it), so it overlaps the fold of the
+        previous piece. The kernel then receives what it returns.
 
     Yields
     ------
@@ -413,21 +421,24 @@ def stream_fold(
     """
     client = active_client()
     if client is not None:
-        return _fold_distributed(client, kernel, X, pieces, state, sample_weight, params, prefetch)
-    return _fold_local(kernel, X, pieces, state, sample_weight, params, prefetch)
+        return _fold_distributed(
+            client, kernel, X, pieces, state, sample_weight, params, prefetch, prepare
+        )
+    return _fold_local(kernel, X, pieces, state, sample_weight, params, prefetch, prepare)
 
 
-def _read_local(X, w, piece):
+def _read_local(X, w, piece, params=None, prepare=None):
     parts = [X[piece.lo : piece.hi]] + ([] if w is None else [w[piece.lo : piece.hi]])
     lazy = [p for p in parts if isinstance(p, da.Array)]
     if lazy:
         computed = iter(dask.compute(*lazy))
         parts = [next(computed) if isinstance(p, da.Array) else p for p in parts]
     block = np.asarray(parts[0])
-    return block, (np.asarray(parts[1]) if w is not None else None)
+    weights = np.asarray(parts[1]) if w is not None else None
+    return (block, weights) if prepare is None else prepare(block, weights, params, piece)
 
 
-def _fold_local(kernel, X, pieces, state, w, params, prefetch):
+def _fold_local(kernel, X, pieces, state, w, params, prefetch, prepare):
     pieces = iter(pieces)
     pending: collections.deque = collections.deque()
     with ThreadPoolExecutor(1, thread_name_prefix="bigclust-prefetch") as pool:
@@ -438,7 +449,8 @@ def _fold_local(kernel, X, pieces, state, w, params, prefetch):
                     piece = next(pieces, None)
                     if piece is None:
                         return
-                    pending.append((piece, pool.submit(_read_local, X, w, piece)))
+                    read = pool.submit(_read_local, X, w, piece, params, prepare)
+                    pending.append((piece, read))
 
             refill(1)
             while pending:
@@ -454,7 +466,7 @@ def _fold_local(kernel, X, pieces, state, w, params, prefetch):
                 future.cancel()
 
 
-def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch):
+def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch, prepare):
     if not isinstance(X, da.Array):
         X = da.from_array(X, chunks=(max(1, X.shape[0]), *X.shape[1:]))
     if w is not None and not isinstance(w, da.Array):
@@ -463,35 +475,44 @@ def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch):
         client.scatter(params, broadcast=False, hash=False) if params is not None else None
     )
     pieces = iter(pieces)
-    pending: collections.deque = collections.deque()
+    pending: collections.deque = collections.deque()  # submitted, not yet yielded
+    last = state  # the newest state submitted: a value, then a future
 
-    def refill(n):
+    def submit(n):
+        nonlocal last
         while len(pending) < n:
             piece = next(pieces, None)
             if piece is None:
                 return
-            block = client.compute(X[piece.lo : piece.hi])
-            weights = None if w is None else client.compute(w[piece.lo : piece.hi])
-            pending.append((piece, block, weights))
+            reads = [client.compute(X[piece.lo : piece.hi])]
+            if w is not None:
+                reads.append(client.compute(w[piece.lo : piece.hi]))
+            if prepare is None:  # the kernel's task gets the futures' data, no task between
+                data = (*reads, None)[:2]
+            else:
+                data = client.submit(_prepared, prepare, *reads, params_future, piece, pure=False)
+            last = client.submit(_fold_task, kernel, data, last, params_future, piece, pure=False)
+            pending.append((last, [*reads] if prepare is None else [data, *reads]))
 
     try:
-        refill(1)
+        submit(1 + prefetch)
         while pending:
-            piece, block, weights = pending.popleft()
-            folded = client.submit(
-                _limited, kernel, block, weights, state, params_future, piece, pure=False
-            )
-            refill(prefetch)  # the next read is in flight while this piece folds
+            folded, inputs = pending.popleft()
             state = folded.result()
-            del block, weights, folded
+            del folded, inputs
+            submit(1 + prefetch)  # keeps the next pieces read and queued while this one folds
             yield state
     finally:
-        for _, block, weights in pending:
-            block.cancel()
-            if weights is not None:
-                weights.cancel()
+        client.cancel([f for folded, inputs in pending for f in (folded, *inputs)])
 
 
-def _limited(kernel, block, weights, state, params, piece):
+def _prepared(prepare, block, *rest):
+    """``prepare(block, weights, params, piece)`` on the worker that read the piece."""
+    *weights, params, piece = rest
+    return prepare(block, weights[0] if weights else None, params, piece)
+
+
+def _fold_task(kernel, data, state, params, piece):
+    block, weights = data
     with single_blas_thread():
         return kernel(block, weights, state, params, piece)

@@ -249,6 +249,46 @@ def test_fit_same_batches_for_any_chunking(small_segments, tmp_path):
     assert not np.allclose(_fit(X, random_state=8).cluster_centers_, reference.cluster_centers_)
 
 
+def _documented_batches(n, segment, batch_size, seed, epochs):
+    """The batches fit promises (see MiniBatchKMeans): per epoch, the segments in a random
+    order, the rows of each in a random order, cut into consecutive runs of batch_size."""
+    from bigclust import _random
+
+    order = []
+    n_segments = -(-n // segment)
+    for epoch in range(epochs):
+        for s in _random.generator(seed, mbk.KEY_SEGMENT_ORDER, epoch).permutation(n_segments):
+            lo, hi = int(s) * segment, min(n, (int(s) + 1) * segment)
+            rows = _random.generator(seed, mbk.KEY_ROW_ORDER, epoch, int(s)).permutation(hi - lo)
+            order.append(lo + rows)
+    order = np.concatenate(order)
+    return [
+        order[i : i + batch_size]
+        for i in range(0, n * epochs // batch_size * batch_size, batch_size)
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_is_scikit_learns_steps_on_the_documented_batches(small_segments, dtype):
+    """fit = scikit-learn's partial_fit over the documented batches, including batches that
+    span two segments and two epochs."""
+    X = _blobs(n=3001, dtype=dtype)
+    init = X[:6].copy()
+    kwargs = dict(n_clusters=6, init=init, reassignment_ratio=0.0, max_no_improvement=None)
+    ours = MiniBatchKMeans(batch_size=256, max_iter=2, random_state=5, **kwargs).fit(
+        da.from_array(X, chunks=(1000, 5))
+    )
+    theirs = SkMiniBatchKMeans(batch_size=256, n_init=1, random_state=0, **kwargs)
+    segment = _minibatch.SEGMENT_BYTES // (5 * X.itemsize)  # 700 rows of float64
+    for rows in _documented_batches(len(X), segment, 256, seed=5, epochs=2):
+        theirs.partial_fit(X[rows])
+    assert ours.n_steps_ == theirs.n_steps_ == 2 * 3001 // 256
+    assert_allclose(
+        ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-10 if dtype == np.float64 else 1e-5
+    )
+    assert_array_equal(ours._counts, theirs._counts)
+
+
 def test_fit_same_result_on_every_scheduler(scheduler, small_segments):
     X = _blobs(n=2500)
     reference = _fit(X)

@@ -9,8 +9,10 @@ accumulated in float64 whatever the input dtype.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -44,8 +46,40 @@ def _even_row_blocks(n_rows: int, n_centers: int, parts: int):
 
 
 @functools.cache
+def _n_threads() -> int:
+    return os.cpu_count() or 1  # not free: tens of microseconds on some systems
+
+
+@functools.cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="bigclust-rows")
+    return ThreadPoolExecutor(_n_threads() - 1, thread_name_prefix="bigclust-rows")
+
+
+_local = threading.local()
+
+#: Objects a thread keeps in :func:`thread_cached` (a few scratch arrays of at most
+#: ``BLOCK_ELEMENTS`` elements each, so a few MiB).
+MAX_CACHED_PER_THREAD = 8
+
+
+def thread_cached(key: tuple, make):
+    """This thread's object for ``key``, made by ``make()`` at first use.
+
+    For scratch arrays of kernels called many times on small inputs (mini-batch steps): fresh
+    allocations of a few hundred KiB or more are page-faulted on first touch, and threads
+    fault under one process-wide lock, which kept two threads from running two halves of a
+    batch faster than one. A caller must be done with the object before its thread asks for
+    the same key again.
+    """
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= MAX_CACHED_PER_THREAD:
+            cache.clear()
+        found = cache[key] = make()
+    return found
 
 
 #: Rows below which splitting a batch over threads costs more than it saves.
@@ -59,11 +93,14 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
     Only for work on the client's own thread: inside Dask tasks the scheduler already runs one
     task per core.
     """
-    threads = os.cpu_count() or 1
+    threads = _n_threads()
     if not parallel or threads == 1 or n_rows < MIN_PARALLEL_ROWS:
         return [fn(rows) for rows in row_blocks(n_rows, n_centers)]
+    first, *rest = _even_row_blocks(n_rows, n_centers, threads)
     with single_blas_thread():
-        return list(_pool().map(fn, _even_row_blocks(n_rows, n_centers, threads)))
+        # The calling thread takes a share too: one thread fewer to wake and wait for.
+        others = [_pool().submit(fn, rows) for rows in rest]
+        return [fn(first), *(other.result() for other in others)]
 
 
 def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):
@@ -107,9 +144,17 @@ class Nearest:
         self.centers_sq = np.einsum("ij,ij->i", centers, centers)
         self._buffers: dict[tuple, np.ndarray] = {}
 
+    def with_buffers(self, buffers: dict) -> Nearest:
+        """The same search, keeping its scratch arrays in ``buffers`` (one per thread)."""
+        other = copy.copy(self)
+        other._buffers = buffers
+        return other
+
     def _scratch(self, name: str, shape: tuple[int, int]) -> np.ndarray:
-        key = (name, shape)
+        key = (name, shape, self.dtype)
         if key not in self._buffers:
+            if len(self._buffers) >= MAX_CACHED_PER_THREAD:  # shared buffers: stay bounded
+                self._buffers.clear()
             self._buffers[key] = np.empty(shape, self.dtype)
         return self._buffers[key]
 
@@ -158,7 +203,7 @@ class Nearest:
         X = self._shifted(X)
         D = self._partial(X)
         labels = D.argmin(axis=1)
-        dist = np.take_along_axis(D, labels[:, None], axis=1)[:, 0]
+        dist = D.ravel().take(labels + np.arange(0, D.size, D.shape[1]))  # 3x take_along_axis
         dist += np.einsum("ij,ij->i", X, X)
         np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
         return labels.astype(np.int32, copy=False), dist
@@ -169,17 +214,32 @@ def nearest(X: np.ndarray, centers: np.ndarray):
     return Nearest(centers, X.dtype)(X)
 
 
-def cluster_sums(X: np.ndarray, labels: np.ndarray, weights, n_clusters: int) -> np.ndarray:
-    """Per-cluster weighted sums of rows, as a sparse one-hot (CSC, no sorting) times X.
+class OneHot:
+    """The ``(n_clusters, n_rows)`` one-hot matrix of row labels (sparse CSC: one entry per
+    column), whose product with rows gives per-cluster weighted sums.
 
-    Linear in the block size whatever ``n_clusters``; much faster than ``np.add.at``.
+    Linear in the rows whatever ``n_clusters``, much faster than ``np.add.at``. Reusable for
+    many batches of ``n_rows`` rows: :meth:`sums` rewrites the labels and values in place,
+    because building a scipy matrix checks its input, which costs more than the product
+    itself for a batch of a thousand rows.
     """
-    n = X.shape[0]
-    values = np.ones(n, X.dtype) if weights is None else weights.astype(X.dtype, copy=False)
-    onehot = sp.csc_matrix(
-        (values, labels, np.arange(n + 1, dtype=np.int32)), shape=(n_clusters, n)
-    )
-    return onehot @ X
+
+    def __init__(self, n_rows: int, n_clusters: int, dtype):
+        self.matrix = sp.csc_matrix(
+            (np.ones(n_rows, dtype), np.zeros(n_rows, np.int32), np.arange(n_rows + 1)),
+            shape=(n_clusters, n_rows),
+        )
+
+    def sums(self, X: np.ndarray, labels: np.ndarray, weights=None) -> np.ndarray:
+        """Per-cluster sums of the rows of ``X`` (weighted), in the dtype of ``X``."""
+        self.matrix.indices[:] = labels
+        self.matrix.data[:] = 1 if weights is None else weights
+        return self.matrix @ X
+
+
+def cluster_sums(X: np.ndarray, labels: np.ndarray, weights, n_clusters: int) -> np.ndarray:
+    """Per-cluster weighted sums of the rows of ``X`` (see :class:`OneHot`)."""
+    return OneHot(X.shape[0], n_clusters, X.dtype).sums(X, labels, weights)
 
 
 # --- Lloyd -----------------------------------------------------------------------------

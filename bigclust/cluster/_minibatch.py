@@ -375,7 +375,13 @@ class MiniBatchKMeans(_CentroidEstimator):
         source_w = weights
         state = mbk.FitState(centers, np.zeros(self.n_clusters))
         folds = stream_fold(
-            mbk.fit_segment, source, pieces(), state, sample_weight=source_w, params=params
+            mbk.fit_segment,
+            source,
+            pieces(),
+            state,
+            sample_weight=source_w,
+            params=params,
+            prepare=mbk.shuffle_segment,
         )
         with contextlib.closing(folds):
             for state in folds:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bigclust import _random
-from bigclust.cluster._kernels import Nearest, cluster_sums, map_row_blocks
+from bigclust.cluster._kernels import Nearest, OneHot, map_row_blocks, thread_cached
 
 #: Stream keys (see bigclust._random): the order of segments in an epoch, the order of rows
 #: in a segment, the rows that replace reassigned centers at a step.
@@ -33,24 +33,28 @@ KEY_SEGMENT_ORDER, KEY_ROW_ORDER, KEY_REASSIGN = 41, 42, 43
 
 
 def augment(X: np.ndarray) -> np.ndarray:
-    """``[X, 1]``: one GEMM against :func:`augmented_centers` gives ``||c||^2 - 2 x.c``, and
-    one GEMM of a one-hot matrix against it gives the per-center sums and weights."""
+    """``[X, 1]``: one GEMM against :func:`augmented_centers_t` gives ``||c||^2 - 2 x.c``, and
+    the product of a one-hot matrix with it gives the per-center sums and weights."""
     out = np.empty((X.shape[0], X.shape[1] + 1), X.dtype)
     out[:, :-1] = X
     out[:, -1] = 1
     return out
 
 
-def augmented_centers(centers: np.ndarray) -> np.ndarray:
-    """``[-2 c, ||c||^2]`` for every center, in the centers' dtype."""
-    return np.hstack([-2 * centers, np.einsum("ij,ij->i", centers, centers)[:, None]])
+def augmented_centers_t(centers: np.ndarray, dtype) -> np.ndarray:
+    """``[-2 C^T; ||c||^2]``, shape ``(n_features + 1, n_centers)``, in ``dtype`` (as
+    scikit-learn, which computes float32 distances from float32 centers)."""
+    centers = centers.astype(dtype, copy=False)
+    out = np.empty((centers.shape[1] + 1, centers.shape[0]), dtype)
+    np.multiply(centers.T, -2, out=out[:-1])
+    np.einsum("ij,ij->i", centers, centers, out=out[-1])
+    return out
 
 
 class Assigned(NamedTuple):
-    labels: np.ndarray  # (n,) int32
-    sums: np.ndarray  # (k, d) float64: weighted sum of each center's rows
-    weights: np.ndarray  # (k,) float64: total weight of each center's rows
-    inertia: float  # weighted squared distances to the nearest center
+    sums: np.ndarray | None  # (k, d) float64: weighted sum of each center's rows
+    weights: np.ndarray | None  # (k,) float64: total weight of each center's rows
+    inertia: float | None  # weighted squared distances to the nearest center
 
 
 def assign(
@@ -60,38 +64,56 @@ def assign(
     x_sq: np.ndarray | None = None,
     *,
     sums: bool = True,
+    inertia: bool = True,
+    labels_out: np.ndarray | None = None,
     parallel: bool = False,
 ) -> Assigned:
-    """Nearest center of every row of the augmented rows ``Xa``, with per-center statistics.
+    """Nearest center of every row of the augmented rows ``Xa``, with per-center statistics
+    (``sums``, ``inertia``: the statistics not asked for come back as ``None``), and the
+    labels in ``labels_out`` if given.
 
     Row-blocked, so temporaries stay small for a batch of any size. ``x_sq`` (the squared
     norms of the rows) is computed when not given. ``parallel`` splits the rows over the
     machine's cores (for a batch in the client's memory, never inside a Dask task).
+
+    A fit makes thousands of steps on batches of one size, so the distance matrix and the
+    one-hot matrix of each block are kept per thread (:func:`thread_cached`): allocating and
+    building them cost as much as the arithmetic of a thousand-row batch.
     """
-    n, k = Xa.shape[0], centers.shape[0]
-    d = Xa.shape[1] - 1
-    Ca = augmented_centers(centers.astype(Xa.dtype, copy=False))
-    labels = np.empty(n, np.int32)
+    k = len(centers)
+    centers_t = augmented_centers_t(centers, Xa.dtype)
+
+    dtype = Xa.dtype
 
     def block(rows: slice):
         B = Xa[rows]
-        D = B @ Ca.T
-        lab = D.argmin(axis=1)
-        labels[rows] = lab
-        xs = np.einsum("ij,ij->i", B[:, :-1], B[:, :-1]) if x_sq is None else x_sq[rows]
-        dist = np.take_along_axis(D, lab[:, None], axis=1)[:, 0]
-        dist += xs
-        np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
+        n = B.shape[0]
+        D = thread_cached(("distances", n, k, dtype), lambda: np.empty((n, k), dtype))
+        labels = np.matmul(B, centers_t, out=D).argmin(axis=1)
+        if labels_out is not None:
+            labels_out[rows] = labels
         w = None if weights is None else weights[rows]
-        inertia = float(dist.sum(dtype=np.float64) if w is None else dist @ w)
+        total = None
+        if inertia:
+            offsets = thread_cached(("row offsets", n, k), lambda: np.arange(n) * k)
+            dist = D.ravel().take(offsets + labels)  # D[i, labels[i]], 3x faster
+            dist += np.einsum("ij,ij->i", B[:, :-1], B[:, :-1]) if x_sq is None else x_sq[rows]
+            np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
+            total = float(dist.sum(dtype=np.float64) if w is None else dist @ w)
+        if not sums:
+            return None, total
+        onehot = thread_cached(("one-hot", n, k, dtype), lambda: OneHot(n, k, dtype))
         # The last column of the augmented rows sums the weights.
-        total = cluster_sums(B, lab, w, k) if sums else 0.0
-        return total, inertia
+        return onehot.sums(B, labels, w), total
 
-    parts = map_row_blocks(block, n, k, parallel=parallel)
-    total = sum((t for t, _ in parts), np.zeros((k, d + 1)))
-    inertia = sum(i for _, i in parts)
-    return Assigned(labels, total[:, :-1], total[:, -1], inertia)
+    parts = map_row_blocks(block, Xa.shape[0], k, parallel=parallel)
+    total_inertia = sum(i for _, i in parts) if inertia else None
+    if not sums:
+        return Assigned(None, None, total_inertia)
+    total = parts[0][0].astype(np.float64)
+    for more, _ in parts[1:]:
+        total += more
+    return Assigned(total[:, :-1], total[:, -1], total_inertia)
 
 
 def reassign_mask(counts: np.ndarray, reassignment_ratio: float, n_rows: int) -> np.ndarray:
@@ -106,8 +128,7 @@ def reassign_mask(counts: np.ndarray, reassignment_ratio: float, n_rows: int) ->
 class Step(NamedTuple):
     centers: np.ndarray  # (k, d) in the data's dtype
     counts: np.ndarray  # (k,) float64
-    inertia: float  # of the batch, against the centers before the step
-    reassigned: np.ndarray  # (k,) bool
+    inertia: float | None  # of the batch, against the centers before the step
 
 
 def minibatch_step(
@@ -120,31 +141,34 @@ def minibatch_step(
     reassignment_ratio: float,
     rng: Callable[[], np.random.Generator] | None,
     x_sq: np.ndarray | None = None,
+    inertia: bool = True,
     parallel: bool = False,
 ) -> Step:
     """One scikit-learn mini-batch step on the augmented batch ``Xa`` (see :func:`augment`).
 
     ``rng()`` gives the generator for the replacement rows, made only if a center is
-    reassigned. Returns new arrays; ``centers`` and ``counts`` are not modified.
+    reassigned. Returns new arrays; ``centers`` and ``counts`` are not modified. The batch's
+    inertia (against the centers before the step) is ``None`` unless ``inertia``.
     """
-    a = assign(Xa, weights, centers, x_sq, parallel=parallel)
+    a = assign(Xa, weights, centers, x_sq, inertia=inertia, parallel=parallel)
     counts_new = counts + a.weights
+    # (c * W + S_b) / (W + w_b) for the centers that received weight; the others unchanged.
     new = centers.astype(np.float64)
-    hit = a.weights > 0
-    new[hit] = (new[hit] * counts[hit, None] + a.sums[hit]) / counts_new[hit, None]
-    new = new.astype(centers.dtype)
-    mask = np.zeros(len(counts), bool)
+    moved = np.multiply(new, counts[:, None])
+    moved += a.sums
+    np.divide(moved, counts_new[:, None], out=new, where=(a.weights > 0)[:, None])
+    new = new.astype(centers.dtype, copy=False)
     if reassign and reassignment_ratio > 0:
         mask = reassign_mask(counts_new, reassignment_ratio, Xa.shape[0])
         n_reassigns = int(mask.sum())
         if n_reassigns:
             picks = rng().choice(Xa.shape[0], n_reassigns, replace=False)
             new[mask] = Xa[picks, :-1]
-        if (~mask).any():
-            # As scikit-learn: reset their weight to the smallest kept one, not to zero, so
-            # they are not reassigned again at once.
-            counts_new[mask] = counts_new[~mask].min()
-    return Step(new, counts_new, a.inertia, mask)
+            if not mask.all():
+                # As scikit-learn: reset their weight to the smallest kept one, not to zero,
+                # so they are not reassigned again at once.
+                counts_new[mask] = counts_new[~mask].min()
+    return Step(new, counts_new, a.inertia)
 
 
 def is_reassign_due(counts: np.ndarray, n_since: int, batch_size: int, n_clusters: int):
@@ -157,6 +181,9 @@ def is_reassign_due(counts: np.ndarray, n_since: int, batch_size: int, n_cluster
 
 
 def first_nonfinite_row(block: np.ndarray) -> int | None:
+    """The first row holding a NaN or infinity, or ``None``."""
+    if np.isfinite(block).all():  # the fast answer on clean data
+        return None
     rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
     return int(rows[0]) if rows.size else None
 
@@ -183,6 +210,46 @@ class Piece(NamedTuple):
     segment: int
 
 
+class Rows(NamedTuple):
+    """Rows in the order the steps take them, with what the steps need of each."""
+
+    augmented: np.ndarray  # (n, d + 1): the rows and a column of ones (see augment)
+    weights: np.ndarray | None  # (n,) in the data's dtype
+    x_sq: np.ndarray  # (n,) squared norms
+    index: np.ndarray  # (n,) global row positions, to name a row with NaN
+
+    @property
+    def size(self) -> int:
+        return len(self.x_sq)
+
+    def part(self, rows: slice) -> Rows:
+        return Rows(*(None if a is None else a[rows] for a in self))
+
+    def copy(self) -> Rows:
+        return Rows(*(None if a is None else a.copy() for a in self))
+
+    def then(self, other: Rows) -> Rows:
+        pairs = zip(self, other, strict=True)
+        return Rows(*(None if a is None else np.concatenate([a, b]) for a, b in pairs))
+
+
+def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Rows, None]:
+    """The rows of one segment in their random order for this epoch, ready for the steps.
+
+    Independent of the centers, so the driver runs it where the segment is read, while the
+    steps of the previous segment run (see :func:`bigclust.driver.stream_fold`).
+    """
+    order = _random.generator(params.seed, KEY_ROW_ORDER, piece.epoch, piece.segment).permutation(
+        block.shape[0]
+    )
+    augmented = np.empty((block.shape[0], block.shape[1] + 1), block.dtype)
+    augmented[:, :-1] = np.take(block, order, axis=0)  # 2x faster than block[order]
+    augmented[:, -1] = 1
+    w = None if weights is None else np.asarray(weights, block.dtype)[order]
+    x_sq = np.einsum("ij,ij->i", augmented[:, :-1], augmented[:, :-1])
+    return Rows(augmented, w, x_sq, piece.lo + order), None
+
+
 @dataclasses.dataclass
 class FitState:
     """Everything a mini-batch fit carries from one segment to the next (small)."""
@@ -194,9 +261,7 @@ class FitState:
     ewa_inertia: float | None = None
     ewa_inertia_min: float | None = None
     no_improvement: int = 0
-    carry: np.ndarray | None = None  # augmented rows of a batch begun in the last segment
-    carry_weights: np.ndarray | None = None
-    carry_index: np.ndarray | None = None  # their global rows
+    carry: Rows | None = None  # the rows of a batch begun in an earlier segment
     stopped: str | None = None  # "converged-tol", "converged-inertia", "max_iter"
     bad_row: int | None = None  # global row of a NaN/inf, if one was met
     last_batch_inertia: float = 0.0
@@ -224,8 +289,23 @@ def _convergence(state: FitState, params: FitParams, batch_inertia: float, shift
     return None
 
 
-def fit_segment(block, weights, state: FitState, params: FitParams, piece: Piece) -> FitState:
-    """Mini-batch steps over one segment of rows, in its random order for this epoch.
+def _split_batches(carry: Rows | None, segment: Rows, batch_size: int):
+    """The full batches of the carried rows followed by the segment's (the carried rows
+    completed by the segment's first rows, then consecutive runs), and the rows left over."""
+    batches = []
+    if carry is not None:
+        head = batch_size - carry.size
+        if head > segment.size:
+            return [], carry.then(segment)
+        batches.append(carry.then(segment.part(slice(head))))
+        segment = segment.part(slice(head, None))
+    full = segment.size // batch_size * batch_size
+    batches += [segment.part(slice(lo, lo + batch_size)) for lo in range(0, full, batch_size)]
+    return batches, segment.part(slice(full, None))
+
+
+def fit_segment(segment: Rows, _, state: FitState, params: FitParams, piece: Piece) -> FitState:
+    """Mini-batch steps over one segment of rows (as given by :func:`shuffle_segment`).
 
     The batches are consecutive runs of ``batch_size`` rows of the epoch's row order, which
     continue across segments: the rows of a batch begun in the previous segment arrive in
@@ -235,39 +315,28 @@ def fit_segment(block, weights, state: FitState, params: FitParams, piece: Piece
     state = dataclasses.replace(state)
     if state.stopped is not None:
         return state
-    order = _random.generator(params.seed, KEY_ROW_ORDER, piece.epoch, piece.segment).permutation(
-        block.shape[0]
-    )
-    rows = augment(np.take(block, order, axis=0))  # 3x faster than block[order]
-    w = None if weights is None else np.asarray(weights, np.float64)[order]
-    index = piece.lo + order
-    if state.carry is not None:
-        rows = np.concatenate([state.carry, rows])
-        index = np.concatenate([state.carry_index, index])
-        if w is not None:
-            w = np.concatenate([state.carry_weights, w])
-    x_sq = np.einsum("ij,ij->i", rows[:, :-1], rows[:, :-1])
-    bs, k = params.batch_size, len(state.counts)
-    lo = 0
-    while lo + bs <= rows.shape[0] and state.step < params.max_steps:
-        batch = slice(lo, lo + bs)
+    k = len(state.counts)
+    batches, rest = _split_batches(state.carry, segment, params.batch_size)
+    for batch in batches:
+        if state.step >= params.max_steps:
+            break
         due, state.n_since_last_reassign = is_reassign_due(
-            state.counts, state.n_since_last_reassign, bs, k
+            state.counts, state.n_since_last_reassign, params.batch_size, k
         )
         step = minibatch_step(
-            rows[batch],
-            None if w is None else w[batch],
+            batch.augmented,
+            batch.weights,
             state.centers,
             state.counts,
             reassign=due,
             reassignment_ratio=params.reassignment_ratio,
             rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
-            x_sq=x_sq[batch],
+            x_sq=batch.x_sq,
         )
         if not np.isfinite(step.inertia):
-            bad = first_nonfinite_row(rows[batch, :-1])
+            bad = first_nonfinite_row(batch.augmented[:, :-1])
             if bad is not None:
-                state.bad_row = int(index[lo + bad])
+                state.bad_row = int(batch.index[bad])
                 return state
         shift = (
             float(((step.centers.astype(np.float64) - state.centers) ** 2).sum())
@@ -277,17 +346,12 @@ def fit_segment(block, weights, state: FitState, params: FitParams, piece: Piece
         state.centers, state.counts = step.centers, step.counts
         state.step += 1
         state.last_batch_inertia = step.inertia
-        lo += bs
-        stop = _convergence(state, params, step.inertia, shift)
-        if stop is not None:
-            state.stopped = stop
+        state.stopped = _convergence(state, params, step.inertia, shift)
+        if state.stopped is not None:
             break
     if state.stopped is None and state.step >= params.max_steps:
         state.stopped = "max_iter"
-    rest = slice(lo, rows.shape[0]) if state.stopped is None else slice(0, 0)
-    state.carry = rows[rest].copy() if rest.stop > rest.start else None
-    state.carry_weights = None if (w is None or state.carry is None) else w[rest].copy()
-    state.carry_index = None if state.carry is None else index[rest].copy()
+    state.carry = rest.copy() if state.stopped is None and rest.size else None
     return state
 
 
@@ -317,6 +381,10 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
     state = dataclasses.replace(state)
     if state.bad_row is not None:
         return state
+    bad = first_nonfinite_row(block)
+    if bad is not None:
+        state.bad_row = piece.lo + bad
+        return state
     Xa = augment(block)
     w = None if weights is None else np.asarray(weights, block.dtype)
     due, n_since = is_reassign_due(
@@ -330,13 +398,9 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
         reassign=due,
         reassignment_ratio=params.reassignment_ratio,
         rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
+        inertia=False,
         parallel=params.parallel,
     )
-    if not np.isfinite(step.inertia):
-        bad = first_nonfinite_row(block)
-        if bad is not None:
-            state.bad_row = piece.lo + bad
-            return state
     state.centers, state.counts = step.centers, step.counts
     state.n_since_last_reassign = n_since
     state.n_steps += 1
@@ -374,7 +438,9 @@ def labels_inertia(
     search = Nearest(centers, block.dtype)
 
     def one(rows: slice) -> float:
-        lab, dist = (Nearest(centers, block.dtype) if parallel else search)(block[rows])
+        # In parallel, the search keeps its scratch arrays in each thread's cache.
+        here = search.with_buffers(thread_cached(("nearest",), dict)) if parallel else search
+        lab, dist = here(block[rows])
         labels[rows] = lab
         w = None if weights is None else np.asarray(weights[rows], np.float64)
         return float(dist.sum(dtype=np.float64) if w is None else dist.astype(np.float64) @ w)
