@@ -382,6 +382,7 @@ class MiniBatchKMeans(_CentroidEstimator):
             sample_weight=source_w,
             params=params,
             prepare=mbk.shuffle_segment,
+            prefetch=2,  # a segment's read and shuffle can take longer than its steps
         )
         with contextlib.closing(folds):
             for state in folds:
