@@ -9,8 +9,10 @@
     ratio of throughputs (goal >= 0.70), threaded scheduler and a LocalCluster of 2
     single-thread worker processes. Twice: with the store in the page cache (reads at memory
     speed), and read from the disk (the page cache dropped before every run; needs root).
-(2) ``partial_fit`` on in-memory batches of 10,000 rows, bigclust and scikit-learn
-    interleaved in one process from the same init: median seconds per batch (goal: no slower).
+(2) ``partial_fit`` on in-memory batches of 10,000 rows, bigclust and scikit-learn in one
+    process from the same init: median seconds per batch (goal: no slower), each estimator
+    taking the batches in a row (blocked) and the two taking turns (interleaved; see
+    bench_partial_fit for why that favours scikit-learn).
 (3) Inertia after one epoch of ``fit`` (k-means|| init) against full-batch ``KMeans``
     on the same data (goal: within 2%).
 (4) ``fit`` over a >= 4 GB Zarr store on a LocalCluster whose worker memory limits sum to
@@ -134,45 +136,48 @@ def bench_throughput(path, k, repeat, batch_sizes):
 
 
 def bench_partial_fit(X, k, repeat, rows=10_000):
+    """Seconds per partial_fit call, median over every batch and run.
+
+    Blocked: each estimator takes all the batches in a row (as in a user's loop), the two
+    estimators alternating which goes first, the first call after a switch not counted.
+    Interleaved: one batch each in turn. Interleaving penalises whoever runs right after
+    scikit-learn: its OpenMP threads spin for a while after each call (libgomp's default
+    wait policy) and take a core from the next caller. ``OMP_WAIT_POLICY=passive`` shows it.
+    """
     print(f"\n(2) partial_fit on in-memory batches of {rows} rows, d={X.shape[1]}, k={k}")
-    init = X[:k].astype(np.float64)
+    init = X[:k].copy()
     batches = [X[i : i + rows] for i in range(0, min(len(X), 60 * rows), rows)]
-    ours = bigclust.MiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0)
-    theirs = SkMiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0, n_init=1)
-    ours.partial_fit(batches[0])
-    theirs.partial_fit(batches[0])
-    t_ours, t_theirs = [], []
-    for _ in range(repeat):
-        for b in batches[1:]:  # interleaved, so both see the same machine load
-            start = time.perf_counter()
-            ours.partial_fit(b)
-            t_ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            theirs.partial_fit(b)
-            t_theirs.append(time.perf_counter() - start)
-    mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
-    print(
-        f"  bigclust: {mo * 1e3:.2f} ms/batch; scikit-learn: {mt * 1e3:.2f} ms/batch; "
-        f"ratio bigclust/sklearn {mo / mt:.2f} (goal <= 1)"
-    )
-    for label, kw in (("compute_labels=False", dict(compute_labels=False)),):
-        o = bigclust.MiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0, **kw)
-        s = SkMiniBatchKMeans(k, init=init.astype(X.dtype), random_state=0, n_init=1, **kw)
-        o.partial_fit(batches[0])
-        s.partial_fit(batches[0])
-        to, ts = [], []
+
+    def run(estimator, times):
         for b in batches[1:]:
             start = time.perf_counter()
-            o.partial_fit(b)
-            to.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            s.partial_fit(b)
-            ts.append(time.perf_counter() - start)
-        print(
-            f"  [{label}] bigclust {statistics.median(to) * 1e3:.2f} ms/batch; scikit-learn "
-            f"{statistics.median(ts) * 1e3:.2f} ms/batch; ratio "
-            f"{statistics.median(to) / statistics.median(ts):.2f}"
-        )
+            estimator.partial_fit(b)
+            times.append(time.perf_counter() - start)
+        del times[-len(batches) + 1]  # the first call after a switch
+
+    for compute_labels in (True, False):
+        kw = dict(random_state=0, compute_labels=compute_labels)
+        ours = bigclust.MiniBatchKMeans(k, init=init, **kw).partial_fit(batches[0])
+        theirs = SkMiniBatchKMeans(k, init=init, n_init=1, **kw).partial_fit(batches[0])
+        t_ours, t_theirs = [], []
+        for r in range(2 * repeat):
+            pair = [(ours, t_ours), (theirs, t_theirs)]
+            for estimator, times in pair if r % 2 == 0 else pair[::-1]:
+                run(estimator, times)
+        blocked = statistics.median(t_ours), statistics.median(t_theirs)
+        t_ours, t_theirs = [], []
+        for _ in range(repeat):
+            for b in batches[1:]:
+                for estimator, times in ((ours, t_ours), (theirs, t_theirs)):
+                    start = time.perf_counter()
+                    estimator.partial_fit(b)
+                    times.append(time.perf_counter() - start)
+        interleaved = statistics.median(t_ours), statistics.median(t_theirs)
+        for label, (mo, mt) in (("blocked", blocked), ("interleaved", interleaved)):
+            print(
+                f"  [compute_labels={compute_labels}, {label}] bigclust {mo * 1e3:.2f} ms/batch; "
+                f"scikit-learn {mt * 1e3:.2f} ms/batch; ratio {mo / mt:.2f} (goal <= 1)"
+            )
 
 
 def bench_quality(X, k):

@@ -129,6 +129,7 @@ class Step(NamedTuple):
     centers: np.ndarray  # (k, d) in the data's dtype
     counts: np.ndarray  # (k,) float64
     inertia: float | None  # of the batch, against the centers before the step
+    finite: bool  # False if a row of the batch holds a NaN or an infinity (or sums overflow)
 
 
 def minibatch_step(
@@ -169,7 +170,8 @@ def minibatch_step(
                 # As scikit-learn: reset their weight to the smallest kept one, not to zero,
                 # so they are not reassigned again at once.
                 counts_new[mask] = counts_new[~mask].min()
-    return Step(new, counts_new, a.inertia)
+    # Every row is added to one center's sums, so a NaN or infinity anywhere shows there.
+    return Step(new, counts_new, a.inertia, bool(np.isfinite(a.sums).all()))
 
 
 def is_reassign_due(counts: np.ndarray, n_since: int, batch_size: int, n_clusters: int):
@@ -320,38 +322,39 @@ def fit_segment(segment: Rows, _, state: FitState, params: FitParams, piece: Pie
         return state
     k = len(state.counts)
     batches, rest = _split_batches(state.carry, segment, params.batch_size)
-    for batch in batches:
-        if state.step >= params.max_steps:
-            break
-        due, state.n_since_last_reassign = is_reassign_due(
-            state.counts, state.n_since_last_reassign, params.batch_size, k
-        )
-        step = minibatch_step(
-            batch.augmented,
-            batch.weights,
-            state.centers,
-            state.counts,
-            reassign=due,
-            reassignment_ratio=params.reassignment_ratio,
-            rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
-            x_sq=batch.x_sq,
-        )
-        if not np.isfinite(step.inertia):
-            bad = first_nonfinite_row(batch.augmented[:, :-1])
-            if bad is not None:
-                state.bad_row = int(batch.index[bad])
-                return state
-        shift = (
-            float(((step.centers.astype(np.float64) - state.centers) ** 2).sum())
-            if params.tol > 0
-            else 0.0
-        )
-        state.centers, state.counts = step.centers, step.counts
-        state.step += 1
-        state.last_batch_inertia = step.inertia
-        state.stopped = _convergence(state, params, step.inertia, shift)
-        if state.stopped is not None:
-            break
+    with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity stops the fit
+        for batch in batches:
+            if state.step >= params.max_steps:
+                break
+            due, state.n_since_last_reassign = is_reassign_due(
+                state.counts, state.n_since_last_reassign, params.batch_size, k
+            )
+            step = minibatch_step(
+                batch.augmented,
+                batch.weights,
+                state.centers,
+                state.counts,
+                reassign=due,
+                reassignment_ratio=params.reassignment_ratio,
+                rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
+                x_sq=batch.x_sq,
+            )
+            if not step.finite:
+                bad = first_nonfinite_row(batch.augmented[:, :-1])
+                if bad is not None:
+                    state.bad_row = int(batch.index[bad])
+                    return state
+            shift = (
+                float(((step.centers.astype(np.float64) - state.centers) ** 2).sum())
+                if params.tol > 0
+                else 0.0
+            )
+            state.centers, state.counts = step.centers, step.counts
+            state.step += 1
+            state.last_batch_inertia = step.inertia
+            state.stopped = _convergence(state, params, step.inertia, shift)
+            if state.stopped is not None:
+                break
     if state.stopped is None and state.step >= params.max_steps:
         state.stopped = "max_iter"
     state.carry = rest.copy() if state.stopped is None and rest.size else None
@@ -384,26 +387,28 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
     state = dataclasses.replace(state)
     if state.bad_row is not None:
         return state
-    bad = first_nonfinite_row(block)
-    if bad is not None:
-        state.bad_row = piece.lo + bad
-        return state
     Xa = augment(block)
     w = None if weights is None else np.asarray(weights, block.dtype)
     due, n_since = is_reassign_due(
         state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
     )
-    step = minibatch_step(
-        Xa,
-        w,
-        state.centers,
-        state.counts,
-        reassign=due,
-        reassignment_ratio=params.reassignment_ratio,
-        rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
-        inertia=False,
-        parallel=params.parallel,
-    )
+    with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity raises below
+        step = minibatch_step(
+            Xa,
+            w,
+            state.centers,
+            state.counts,
+            reassign=due,
+            reassignment_ratio=params.reassignment_ratio,
+            rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
+            inertia=False,
+            parallel=params.parallel,
+        )
+    if not step.finite:
+        bad = first_nonfinite_row(block)
+        if bad is not None:
+            state.bad_row = piece.lo + bad
+            return state
     state.centers, state.counts = step.centers, step.counts
     state.n_since_last_reassign = n_since
     state.n_steps += 1
