@@ -65,14 +65,14 @@ class MiniBatchKMeans(_CentroidEstimator):
     scikit-learn draws every batch as ``batch_size`` row indices uniformly (with replacement)
     from the whole data. Each of those batches touches rows all over the data, so a store
     read in chunks would be read almost whole for every batch. Here the rows are split into
-    fixed *segments* of about 64 MiB (a function of the shape and dtype only). Each epoch
+    fixed *segments* of about 16 MiB (a function of the shape and dtype only). Each epoch
     visits the segments in a random order and the rows of each segment in a random order;
     the batches are consecutive runs of ``batch_size`` rows of that order (a batch may span
     two segments or two epochs). So every row is used once per epoch (sampling without
     replacement), every segment is read once per epoch, the next segment is read while the
     current one is processed, and the orders come from ``random_state`` and the global row
     positions alone: the same seed gives the same batches for any chunking or scheduler.
-    The price: a batch holds rows of one segment (about 64 MiB of the data) rather than of
+    The price: a batch holds rows of one segment (about 16 MiB of the data) rather than of
     the whole data. On data stored in random order this changes nothing; on data stored
     sorted (by time, by class) the centers see one part of the data at a time within an
     epoch, as in a data stream; shuffle such data when writing it, or use several epochs.
