@@ -253,11 +253,13 @@ def main():
         if "1" not in args.skip:
             write_zarr(X, path, overwrite=True)
             bench_throughput(path, k, args.repeat, args.batch_sizes)
-        Xn = X.compute()
-        if "2" not in args.skip:
-            bench_partial_fit(Xn, k, args.repeat)
-        if "3" not in args.skip:
-            bench_quality(Xn, k)
+        if "2" not in args.skip or "3" not in args.skip:
+            Xn = X.compute()
+            if "2" not in args.skip:
+                bench_partial_fit(Xn, k, args.repeat)
+            if "3" not in args.skip:
+                bench_quality(Xn, k)
+            del Xn  # not held by the client during (4)
         if args.out_of_core:
             bench_out_of_core(k)
     finally:

@@ -169,7 +169,7 @@ def test_bad_first_partial_fit_leaves_it_unfitted():
         est.partial_fit(np.zeros((2, 5)))
 
 
-def test_fit_names_nonfinite_row():
+def test_fit_names_nonfinite_row(scheduler):
     X = _nan_at(_blobs(n=2000), 1234)
     with pytest.raises(NonFiniteInputError, match="row 1234"):
         MiniBatchKMeans(4, init=X[:4] * 0 + np.arange(4)[:, None], random_state=0).fit(
@@ -296,6 +296,16 @@ def test_fit_same_result_on_every_scheduler(scheduler, small_segments):
     assert_allclose(other.cluster_centers_, reference.cluster_centers_, rtol=1e-12)
     assert other.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
     assert other.n_steps_ == reference.n_steps_
+
+
+def test_fit_stops_early_on_every_scheduler(scheduler, small_segments):
+    """On a cluster the folds of the next segments are already queued when a fit converges:
+    they must leave the result alone (and be cancelled)."""
+    X = _blobs(n=3000)
+    reference = _fit(X, max_no_improvement=3, max_iter=5)
+    other = _fit(da.from_array(X, chunks=(600, 5)), max_no_improvement=3, max_iter=5)
+    assert 2 < other.n_steps_ == reference.n_steps_ < 5 * 3000 // 256
+    assert_allclose(other.cluster_centers_, reference.cluster_centers_, rtol=1e-12)
 
 
 def test_fit_on_worker_processes(processes, small_segments):
