@@ -65,12 +65,10 @@ def assign(
     *,
     sums: bool = True,
     inertia: bool = True,
-    labels_out: np.ndarray | None = None,
     parallel: bool = False,
 ) -> Assigned:
     """Nearest center of every row of the augmented rows ``Xa``, with per-center statistics
-    (``sums``, ``inertia``: the statistics not asked for come back as ``None``), and the
-    labels in ``labels_out`` if given.
+    (``sums``, ``inertia``: the statistics not asked for come back as ``None``).
 
     Row-blocked, so temporaries stay small for a batch of any size. ``x_sq`` (the squared
     norms of the rows) is computed when not given. ``parallel`` splits the rows over the
@@ -80,18 +78,14 @@ def assign(
     one-hot matrix of each block are kept per thread (:func:`thread_cached`): allocating and
     building them cost as much as the arithmetic of a thousand-row batch.
     """
-    k = len(centers)
-    centers_t = augmented_centers_t(centers, Xa.dtype)
-
-    dtype = Xa.dtype
+    k, dtype = len(centers), Xa.dtype
+    centers_t = augmented_centers_t(centers, dtype)
 
     def block(rows: slice):
         B = Xa[rows]
         n = B.shape[0]
         D = thread_cached(("distances", n, k, dtype), lambda: np.empty((n, k), dtype))
         labels = np.matmul(B, centers_t, out=D).argmin(axis=1)
-        if labels_out is not None:
-            labels_out[rows] = labels
         w = None if weights is None else weights[rows]
         total = None
         if inertia:
