@@ -340,14 +340,17 @@ def test_no_convergence_warning_spam(blobs):
         KMeans(N_CLUSTERS, random_state=0).fit(blobs[0])
 
 
-@pytest.mark.parametrize("dtype,offset", [(np.float64, 1e6), (np.float32, 1e4)])
-def test_data_far_from_origin(blobs, dtype, offset):
+@pytest.mark.parametrize("dtype,offset", [(np.float64, 1e6), (np.float32, 1e4), (np.float32, 1e5)])
+@pytest.mark.parametrize("rows_per_chunk", [600, 10_000])
+def test_data_far_from_origin(blobs, dtype, offset, rows_per_chunk):
     # ||c||^2 - 2 x.c cancels catastrophically here unless rows and centers are shifted
     # (scikit-learn subtracts the data mean); without the shift, float32 labels are noise.
+    # The per-center sums are taken on the shifted rows too: float32 sums of thousands of
+    # rows around 1e5 put the centers units off.
     X, init = blobs
     X, init = (X + offset).astype(dtype), (init + offset).astype(dtype)
     sk = SkKMeans(N_CLUSTERS, init=init, n_init=1).fit(X)
-    ours = KMeans(N_CLUSTERS, init=init).fit(da.from_array(X, chunks=(600, 4)))
+    ours = KMeans(N_CLUSTERS, init=init).fit(da.from_array(X, chunks=(rows_per_chunk, 4)))
     np.testing.assert_array_equal(ours.labels_.compute(), sk.labels_)
     np.testing.assert_allclose(
         ours.cluster_centers_, sk.cluster_centers_, rtol=1e-12 if dtype == np.float64 else 1e-6

@@ -12,6 +12,7 @@ import pytest
 import zarr
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
+from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bigclust import KMeans, MiniBatchKMeans
@@ -334,6 +335,33 @@ def test_fit_quality_close_to_kmeans():
     assert mini.n_iter_ == 1
     assert mini.inertia_ <= 1.02 * full.inertia_
     assert mini.inertia_ == pytest.approx(-mini.score(X), rel=1e-9)
+
+
+@pytest.mark.parametrize("offset", [1e5, -3e5])
+def test_data_far_from_the_origin(offset):
+    """float32 rows around 1e5: distances through ||x||^2 - 2 x.c + ||c||^2 lose every digit
+    there (scikit-learn's MiniBatchKMeans finds nothing: adjusted Rand index 0). The steps
+    run on rows and centers shifted to the origin, so fit and partial_fit find the clusters
+    as on the same data at the origin."""
+    X = _blobs(n=20000, d=5, k=6, seed=3, dtype=np.float32)
+    truth = MiniBatchKMeans(6, random_state=0, max_iter=2, batch_size=512).fit(X)
+    far = X + np.float32(offset)
+    fitted = MiniBatchKMeans(6, random_state=0, max_iter=2, batch_size=512).fit(far)
+    assert adjusted_rand_score(truth.labels_, fitted.labels_) == 1.0
+    assert_allclose(fitted.cluster_centers_ - np.float32(offset), truth.cluster_centers_, atol=0.05)
+    assert fitted.inertia_ == pytest.approx(truth.inertia_, rel=0.02)
+
+    near_stream = MiniBatchKMeans(6, init=truth.cluster_centers_, random_state=0)
+    far_stream = MiniBatchKMeans(6, init=truth.cluster_centers_ + np.float32(offset))
+    for lo in range(0, len(far), 1000):
+        near_stream.partial_fit(X[lo : lo + 1000])
+        far_stream.partial_fit(far[lo : lo + 1000])
+    assert far_stream._shift is not None
+    assert_array_equal(far_stream.labels_, near_stream.labels_)
+    assert_allclose(
+        far_stream.cluster_centers_ - np.float32(offset), near_stream.cluster_centers_, atol=0.05
+    )
+    assert adjusted_rand_score(truth.labels_, far_stream.predict(far)) == 1.0
 
 
 def test_early_stopping_rules(small_segments):

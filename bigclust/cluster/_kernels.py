@@ -114,14 +114,28 @@ def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):
     return D
 
 
+def origin_shift(centers: np.ndarray, dtype) -> np.ndarray | None:
+    """The centers' mean, in ``dtype``, when it lies farther from the origin than the centers
+    lie from each other; else ``None``.
+
+    Squared distances computed as ``||x||^2 - 2 x.c + ||c||^2`` lose every digit to
+    cancellation when the data sit far from the origin relative to their spread; rows and
+    centers shifted by this vector keep them (scikit-learn's KMeans centers its data for the
+    same reason).
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    mean = centers.mean(axis=0)
+    spread = ((centers - mean) ** 2).sum(axis=1).mean()
+    return mean.astype(dtype) if mean @ mean > spread else None
+
+
 class Nearest:
     """Nearest-center search against fixed centers, prepared once per chunk.
 
     Distances are computed as ``||c||^2 - 2 x.c + ||x||^2``, which loses every digit to
     cancellation when the data sit far from the origin relative to their spread (float32
-    coordinates around 1e4 already do). When the centers' mean is farther from the origin than
-    the centers are from each other, rows and centers are shifted by it first, as
-    scikit-learn centers its data; distances and labels are unchanged in exact arithmetic.
+    coordinates around 1e4 already do); rows and centers are then shifted by
+    :func:`origin_shift` first. Distances and labels are unchanged in exact arithmetic.
 
     The distance matrices of successive row blocks reuse one buffer. Fresh allocations of a
     few MiB per block cost a page fault per 4 KiB wherever glibc returns them to the system at
@@ -132,10 +146,8 @@ class Nearest:
 
     def __init__(self, centers: np.ndarray, dtype: np.dtype):
         centers = np.asarray(centers, dtype=np.float64)
-        mean = centers.mean(axis=0)
-        spread = ((centers - mean) ** 2).sum(axis=1).mean()
         self.dtype = np.dtype(dtype)
-        self.shift = mean.astype(dtype) if mean @ mean > spread else None
+        self.shift = origin_shift(centers, dtype)
         if self.shift is not None:
             centers = centers - self.shift
         centers = centers.astype(dtype)
@@ -158,7 +170,8 @@ class Nearest:
             self._buffers[key] = np.empty(shape, self.dtype)
         return self._buffers[key]
 
-    def _shifted(self, X: np.ndarray) -> np.ndarray:
+    def shifted(self, X: np.ndarray) -> np.ndarray:
+        """``X`` less the shift (if any), in a buffer valid until the next call."""
         if self.shift is None:
             return X
         return np.subtract(X, self.shift, out=self._scratch("shifted", X.shape))
@@ -169,7 +182,7 @@ class Nearest:
         Reductions over centers then run along axis 0, elementwise across contiguous rows,
         many times faster than ``min(axis=1)`` over short rows.
         """
-        X = self._shifted(X)
+        X = self.shifted(X)
         out = self._scratch("transposed", (self.n_centers, X.shape[0]))
         D = np.matmul(self.minus_2_centers_t.T, X.T, out=out)
         D += self.centers_sq[:, None]
@@ -186,11 +199,11 @@ class Nearest:
 
     def partial(self, X: np.ndarray) -> np.ndarray:
         """``||c||^2 - 2 x.c``: squared distances less ``||x||^2`` (after the shift)."""
-        return self._partial(self._shifted(X))
+        return self._partial(self.shifted(X))
 
     def squared(self, X: np.ndarray) -> np.ndarray:
         """Squared distances from every row to every center, clamped at 0."""
-        X = self._shifted(X)
+        X = self.shifted(X)
         D = self._partial(X)
         D += np.einsum("ij,ij->i", X, X)[:, None]
         return np.maximum(D, 0, out=D)
@@ -200,7 +213,7 @@ class Nearest:
 
     def __call__(self, X: np.ndarray):
         """Nearest center and squared distance to it, for the rows of one block."""
-        X = self._shifted(X)
+        X = self.shifted(X)
         D = self._partial(X)
         labels = D.argmin(axis=1)
         dist = D.ravel().take(labels + np.arange(0, D.size, D.shape[1]))  # 3x take_along_axis
@@ -286,8 +299,11 @@ def _lloyd(block, sample_weight, params: LloydParams) -> LloydStats:
         else:
             labels = search.labels(X)
         if params.update_centers:
-            sums += cluster_sums(X, labels, w, k)
+            # Summed near the origin: far from it, float32 sums of a block lose their digits.
+            sums += cluster_sums(search.shifted(X), labels, w, k)
             weights += np.bincount(labels, weights=w, minlength=k)
+    if params.update_centers and search.shift is not None:
+        sums += np.outer(weights, search.shift)
     return LloydStats(sums, weights, inertia)
 
 

@@ -342,6 +342,7 @@ class MiniBatchKMeans(_CentroidEstimator):
         weights = _check_sample_weight(sample_weight, data)
         seed = _random.seed_from(self.random_state)
         centers = self._fit_init(data, weights, seed)
+        shift = kern.origin_shift(centers, data.dtype)
 
         bs = self._batch_size
         max_steps = (self.max_iter * n) // bs
@@ -355,6 +356,7 @@ class MiniBatchKMeans(_CentroidEstimator):
             float(self.reassignment_ratio),
             self._tol,
             self.max_no_improvement,
+            shift,
         )
 
         def pieces():
@@ -373,7 +375,7 @@ class MiniBatchKMeans(_CentroidEstimator):
         in_memory = isinstance(X, np.ndarray) and active_client() is None
         source = np.asarray(X, dtype=data.dtype) if in_memory else data
         source_w = weights
-        state = mbk.FitState(centers, np.zeros(self.n_clusters))
+        state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
         folds = stream_fold(
             mbk.fit_segment,
             source,
@@ -399,11 +401,11 @@ class MiniBatchKMeans(_CentroidEstimator):
                         print(f"Converged ({state.stopped}) at step {state.step}/{max_steps}")
                     break
 
-        self.cluster_centers_ = state.centers
+        self.cluster_centers_ = mbk.unshifted(state.centers, shift)
         self.n_features_in_ = d
         self.n_steps_ = state.step
         self.n_iter_ = math.ceil(state.step * bs / n)
-        self._set_stream_state(state.counts, state.n_since_last_reassign, seed, data.dtype)
+        self._set_stream_state(state, seed, data.dtype, shift)
         self._numpy_out = _returns_numpy(X)
         if self.compute_labels:
             self.labels_, self.inertia_ = self._labels_inertia(data, weights)
@@ -424,11 +426,18 @@ class MiniBatchKMeans(_CentroidEstimator):
         labels = self._labels(data, self.cluster_centers_, numpy_out=False)
         return labels, self._inertia(data, aligned, self.cluster_centers_)
 
-    def _set_stream_state(self, counts, n_since, seed, dtype):
-        self._counts = counts
-        self._n_since_last_reassign = n_since
+    def _set_stream_state(self, state, seed, dtype, shift):
+        """What partial_fit continues from. The steps run on centers shifted by ``shift``
+        (data far from the origin, see :func:`origin_shift`); they are kept in that frame
+        too, so that updates smaller than the float32 spacing of the data's magnitude still
+        add up."""
+        self._stream_centers = state.centers
+        self._stream_source = self.cluster_centers_  # to notice centers set by hand
+        self._counts = state.counts
+        self._n_since_last_reassign = state.n_since_last_reassign
         self._seed = seed
         self._dtype = np.dtype(dtype)
+        self._shift = shift
 
     # -- partial_fit --------------------------------------------------------------------
 
@@ -468,7 +477,9 @@ class MiniBatchKMeans(_CentroidEstimator):
         n, d = batch.shape
 
         if fitted:
-            centers, counts = self.cluster_centers_, self._counts
+            centers, counts, shift = self._stream_centers, self._counts, self._shift
+            if self.cluster_centers_ is not self._stream_source:  # set by hand: go on from them
+                centers = mbk.shifted(np.asarray(self.cluster_centers_, self._dtype), shift)
             n_since, seed, batch_size = self._n_since_last_reassign, self._seed, self._batch_size
             n_steps = getattr(self, "n_steps_", 0)
         else:
@@ -490,10 +501,16 @@ class MiniBatchKMeans(_CentroidEstimator):
                 init_w = None if init_w is None else init_w[pick]
             run_seed = int(_random.generator(seed, _KEY_INIT_RUN, 0).integers(2**62))
             centers = self._init_from_sample(init_rows, init_w, run_seed)
+            shift = kern.origin_shift(centers, centers.dtype)
+            centers = mbk.shifted(centers, shift)
             counts, n_since, n_steps, batch_size = np.zeros(self.n_clusters), 0, 0, self._batch_size
 
         params = mbk.PartialParams(
-            seed, batch_size, float(self.reassignment_ratio), bool(self.compute_labels)
+            seed,
+            batch_size,
+            float(self.reassignment_ratio),
+            bool(self.compute_labels),
+            shift=shift,
         )
         state = mbk.PartialState(centers, counts, n_steps, n_since)
         if numpy_in:
@@ -527,20 +544,20 @@ class MiniBatchKMeans(_CentroidEstimator):
                         )
 
         # Commit: nothing above changed the estimator's fitted state.
-        self.cluster_centers_ = state.centers
+        self.cluster_centers_ = mbk.unshifted(state.centers, shift)
         self.n_features_in_ = d
         self.n_steps_ = state.n_steps
-        self._set_stream_state(state.counts, state.n_since_last_reassign, seed, batch.dtype)
+        self._set_stream_state(state, seed, batch.dtype, shift)
         self._batch_size = batch_size
         self._numpy_out = numpy_in
         if self.compute_labels:
             if numpy_in:
                 self.labels_, self.inertia_ = mbk.labels_inertia(
-                    batch, weights, state.centers, parallel=True
+                    batch, weights, self.cluster_centers_, parallel=True
                 )
             else:
                 self.labels_ = map_blocks_lazy(
-                    kern.labels_block, batch, params=state.centers, dtype=np.int32
+                    kern.labels_block, batch, params=self.cluster_centers_, dtype=np.int32
                 )
                 self.inertia_ = float(state.inertia)
         return self

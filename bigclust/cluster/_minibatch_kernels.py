@@ -32,13 +32,32 @@ KEY_SEGMENT_ORDER, KEY_ROW_ORDER, KEY_REASSIGN = 41, 42, 43
 # --- one step --------------------------------------------------------------------------
 
 
-def augment(X: np.ndarray) -> np.ndarray:
-    """``[X, 1]``: one GEMM against :func:`augmented_centers_t` gives ``||c||^2 - 2 x.c``, and
-    the product of a one-hot matrix with it gives the per-center sums and weights."""
+def augment(X: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+    """``[X - shift, 1]``: one GEMM against :func:`augmented_centers_t` gives
+    ``||c||^2 - 2 x.c``, and the product of a one-hot matrix with it gives the per-center
+    sums and weights. ``shift`` (see :func:`origin_shift`) moves data that sit far from the
+    origin to it; the steps then work on shifted rows and centers."""
     out = np.empty((X.shape[0], X.shape[1] + 1), X.dtype)
-    out[:, :-1] = X
+    if shift is None:
+        out[:, :-1] = X
+    else:
+        np.subtract(X, shift, out=out[:, :-1])
     out[:, -1] = 1
     return out
+
+
+def shifted(centers: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """Centers in the shifted frame of the steps, in their dtype."""
+    if shift is None:
+        return centers
+    return (centers.astype(np.float64) - shift).astype(centers.dtype)
+
+
+def unshifted(centers: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """Centers of the steps back in the data's frame, in their dtype."""
+    if shift is None:
+        return centers
+    return (centers.astype(np.float64) + shift).astype(centers.dtype)
 
 
 def augmented_centers_t(centers: np.ndarray, dtype) -> np.ndarray:
@@ -196,6 +215,7 @@ class FitParams(NamedTuple):
     reassignment_ratio: float
     tol: float  # already scaled by the mean variance
     max_no_improvement: int | None
+    shift: np.ndarray | None = None  # see augment
 
 
 class Piece(NamedTuple):
@@ -243,6 +263,8 @@ def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Ro
     # Straight into place rather than through a copy: on a Dask worker every fresh array of
     # this size is page-faulted anew (the nanny turns glibc's trimming up), 12 ms per 16 MiB.
     np.take(block, order, axis=0, out=augmented[:, :-1], mode="clip")
+    if params.shift is not None:
+        augmented[:, :-1] -= params.shift
     augmented[:, -1] = 1
     w = None if weights is None else np.asarray(weights, block.dtype)[order]
     x_sq = np.einsum("ij,ij->i", augmented[:, :-1], augmented[:, :-1])
@@ -253,7 +275,7 @@ def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Ro
 class FitState:
     """Everything a mini-batch fit carries from one segment to the next (small)."""
 
-    centers: np.ndarray
+    centers: np.ndarray  # in the shifted frame of FitParams.shift
     counts: np.ndarray
     step: int = 0
     n_since_last_reassign: int = 0
@@ -364,11 +386,12 @@ class PartialParams(NamedTuple):
     reassignment_ratio: float
     compute_labels: bool
     parallel: bool = False  # split the rows over the cores (a batch in the client's memory)
+    shift: np.ndarray | None = None  # see augment
 
 
 @dataclasses.dataclass
 class PartialState:
-    centers: np.ndarray
+    centers: np.ndarray  # in the shifted frame of PartialParams.shift
     counts: np.ndarray
     n_steps: int
     n_since_last_reassign: int
@@ -381,7 +404,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
     state = dataclasses.replace(state)
     if state.bad_row is not None:
         return state
-    Xa = augment(block)
+    Xa = augment(block, params.shift)
     w = None if weights is None else np.asarray(weights, block.dtype)
     due, n_since = is_reassign_due(
         state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
