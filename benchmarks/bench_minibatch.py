@@ -40,7 +40,7 @@ import zarr
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 
 import bigclust
-from benchmarks._common import PeakRSSPerProcess
+from benchmarks._common import PeakRSSPerProcess, measure
 from bigclust.datasets import make_blobs, write_zarr
 
 ROOT = "/tmp/bigclust-bench"
@@ -48,13 +48,8 @@ WRITTEN: list[str] = []  # stores to delete at the end
 
 
 def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median of ``repeat`` runs after one warm-up."""
+    return measure(fn, repeat=repeat).median
 
 
 def epoch(path, k, batch_size, init):
