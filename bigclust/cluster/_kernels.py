@@ -9,7 +9,6 @@ accumulated in float64 whatever the input dtype.
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import threading
@@ -137,11 +136,12 @@ class Nearest:
     coordinates around 1e4 already do); rows and centers are then shifted by
     :func:`origin_shift` first. Distances and labels are unchanged in exact arithmetic.
 
-    The distance matrices of successive row blocks reuse one buffer. Fresh allocations of a
-    few MiB per block cost a page fault per 4 KiB wherever glibc returns them to the system at
-    once, as it does in Dask worker processes (the nanny sets ``MALLOC_TRIM_THRESHOLD_``,
-    which turns off glibc's adaptive mmap threshold): Lloyd passes ran 2x slower there.
-    A returned distance matrix is therefore only valid until the next call.
+    The distance matrices of successive row blocks reuse one buffer per thread (see
+    :func:`thread_cached`). Fresh allocations of a few MiB per block cost a page fault per 4 KiB
+    wherever glibc returns them to the system at once, as it does in Dask worker processes (the
+    nanny sets ``MALLOC_TRIM_THRESHOLD_``, which turns off glibc's adaptive mmap threshold):
+    Lloyd passes ran 2x slower there. A returned distance matrix is therefore only valid until
+    the thread's next search.
     """
 
     def __init__(self, centers: np.ndarray, dtype: np.dtype):
@@ -154,21 +154,18 @@ class Nearest:
         self.n_centers = len(centers)
         self.minus_2_centers_t = np.ascontiguousarray(-2 * centers.T)
         self.centers_sq = np.einsum("ij,ij->i", centers, centers)
-        self._buffers: dict[tuple, np.ndarray] = {}
-
-    def with_buffers(self, buffers: dict) -> Nearest:
-        """The same search, keeping its scratch arrays in ``buffers`` (one per thread)."""
-        other = copy.copy(self)
-        other._buffers = buffers
-        return other
 
     def _scratch(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+        # Kept per thread, not per search: a chunk's search would otherwise page-fault its
+        # buffers anew in every task of a worker process.
+        buffers = thread_cached(("nearest",), dict)
         key = (name, shape, self.dtype)
-        if key not in self._buffers:
-            if len(self._buffers) >= MAX_CACHED_PER_THREAD:  # shared buffers: stay bounded
-                self._buffers.clear()
-            self._buffers[key] = np.empty(shape, self.dtype)
-        return self._buffers[key]
+        found = buffers.get(key)
+        if found is None:
+            if len(buffers) >= MAX_CACHED_PER_THREAD:
+                buffers.clear()
+            found = buffers[key] = np.empty(shape, self.dtype)
+        return found
 
     def shifted(self, X: np.ndarray) -> np.ndarray:
         """``X`` less the shift (if any), in a buffer valid until the next call."""

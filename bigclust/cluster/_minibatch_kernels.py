@@ -463,9 +463,7 @@ def labels_inertia(
     search = Nearest(centers, block.dtype)
 
     def one(rows: slice) -> float:
-        # In parallel, the search keeps its scratch arrays in each thread's cache.
-        here = search.with_buffers(thread_cached(("nearest",), dict)) if parallel else search
-        lab, dist = here(block[rows])
+        lab, dist = search(block[rows])  # scratch arrays are per thread: safe in parallel
         labels[rows] = lab
         w = None if weights is None else np.asarray(weights[rows], np.float64)
         return float(dist.sum(dtype=np.float64) if w is None else dist.astype(np.float64) @ w)
