@@ -106,9 +106,7 @@ def part_lloyd(args, X, rows):
             DaskMLKMeans(k, init=init, max_iter=max_iter, tol=0).fit(chunked)
 
     with dask.config.set(scheduler="threads"):
-        t = per_iteration(
-            {"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations, max(1, args.repeat - 2)
-        )
+        t = per_iteration({"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations, args.repeat)
     rows.append(
         Row(
             "Lloyd s/iter, threaded, same dask array", t["ours"], t["dask-ml"], note="peer: dask-ml"
