@@ -10,10 +10,66 @@ count or task order gives the same numbers.
 
 from __future__ import annotations
 
+import enum
+import math
 import numbers
 from collections.abc import Callable
 
 import numpy as np
+
+
+class Key(enum.IntEnum):
+    """The one table of stream purposes: the first element of every spawn key.
+
+    Numbers are never reused (a stream's numbers must not change under a user's seed when
+    another purpose is added); add new purposes at the end of their group.
+    """
+
+    # make_blobs (bigclust.datasets)
+    BLOBS_CENTERS = 0
+    BLOBS_LABELS = 1
+    BLOBS_NOISE = 2
+    # K-Means seeding (bigclust.cluster._init and its kernels)
+    PARALLEL_ROUND = 11
+    PLUSPLUS = 12
+    FIRST_CENTER = 21
+    REDUCE = 22
+    RANDOM_ROWS = 23
+    FILL = 24
+    KMEANS_RUNS = 31
+    # mini-batch K-Means
+    SEGMENT_ORDER = 41
+    ROW_ORDER = 42
+    REASSIGN = 43
+    MINIBATCH_INIT_ROWS = 51
+    MINIBATCH_INIT_RUN = 52
+    MINIBATCH_VALIDATION = 53
+    # mixtures
+    MIXTURE_RANDOM = 61
+    MIXTURE_FROM_DATA = 62
+    MIXTURE_KMEANSPP = 63
+    MIXTURE_KMEANS = 64
+    MIXTURE_SAMPLE = 65
+
+
+#: Relative difference below which two runs' objectives count as equal (summation order,
+#: hence the chunking, moves the last digits of a sum over millions of rows).
+TIE_RTOL = 1e-9
+
+
+def better(candidate: float, best: float | None, *, larger: bool = True) -> bool:
+    """Whether ``candidate`` beats ``best`` by more than rounding (``TIE_RTOL``).
+
+    Choosing the best of ``n_init`` runs this way ignores differences in the last digits, so
+    runs that reach the same optimum keep the earliest whatever the chunking.
+    """
+    if best is None:
+        return True
+    if math.isinf(best) or math.isinf(candidate):
+        return candidate > best if larger else candidate < best
+    margin = TIE_RTOL * max(abs(candidate), abs(best))
+    return candidate > best + margin if larger else candidate < best - margin
+
 
 #: Rows per random block. Chunks are aligned to it where we choose them (make_blobs).
 BLOCK_ROWS = 1 << 16

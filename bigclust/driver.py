@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import itertools
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,20 +32,27 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from dask._task_spec import Task, TaskRef
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from bigclust._blas import single_blas_thread
 from bigclust._errors import NonFiniteInputError, NonFiniteRow
+from bigclust._rows import first_nonfinite_row
 
 __all__ = [
     "NonFiniteInputError",
     "active_client",
     "combine",
     "keep_in_memory",
+    "chunk_totals",
+    "compute",
     "map_blocks_lazy",
     "map_reduce",
+    "map_rows",
+    "read_block",
+    "take_rows",
     "stream_fold",
 ]
 
@@ -91,11 +99,6 @@ def _all_finite(stats: Any) -> bool:
     return check() if check is not None else True
 
 
-def _first_nonfinite_row(block: np.ndarray) -> int | None:
-    rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
-    return int(rows[0]) if rows.size else None
-
-
 def _run_kernel(kernel, check_finite: bool, block, *rest):
     *aligned, params, start = rest
     # NaN/inf are reported below with their row; numpy's warnings about them are noise.
@@ -105,7 +108,7 @@ def _run_kernel(kernel, check_finite: bool, block, *rest):
     # Cheap detection: NaN/inf in the data makes the kernel's float statistics non-finite,
     # so the block is scanned only when they are, never on a clean pass.
     if check_finite and not _all_finite(stats):
-        row = _first_nonfinite_row(block)
+        row = first_nonfinite_row(block)
         if row is not None:
             bad = (start + row, start, start + block.shape[0])
     return _Partial(stats, bad)
@@ -139,7 +142,10 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
 
     Built as one dict rather than one ``dask.delayed`` call per block: a delayed call
     tokenizes (pickles) the kernel and builds a graph every time, which cost about 0.5 ms
-    per chunk on the client, more than the task itself for small chunks.
+    per chunk on the client, more than the task itself for small chunks. Blocks are
+    referenced by key through ``TaskRef`` (not as bare key tuples), so that a chunk held as
+    a future on a distributed cluster (a persisted or scattered array) reaches the kernel
+    as its data.
     """
     # A fresh name per call: with deterministic names, calling the same reduction again right
     # after the last one let a distributed scheduler hand back keys it was still forgetting
@@ -149,13 +155,14 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
     keys = []
     for i, block in enumerate(blocks):
         key = (name, 0, i)
-        layer[key] = (
+        layer[key] = Task(
+            key,
             _run_kernel,
             kernel,
             check_finite,
-            block.key,
-            *(a[i].key for a in aligned_blocks),
-            shared.key,
+            TaskRef(block.key),
+            *(TaskRef(a[i].key) for a in aligned_blocks),
+            TaskRef(shared.key),
             offsets[i],
         )
         keys.append(key)
@@ -165,31 +172,12 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
         groups = [keys[i : i + split_every] for i in range(0, len(keys), split_every)]
         keys = []
         for j, group in enumerate(groups):
-            layer[(name, level, j)] = (_combine_many, *group)
-            keys.append((name, level, j))
+            key = (name, level, j)
+            layer[key] = Task(key, _combine_many, *(TaskRef(k) for k in group))
+            keys.append(key)
     dependencies = [blocks[0], *(a[0] for a in aligned_blocks), shared]
     graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
     return Delayed(keys[0], graph, layer=name)
-
-
-def _delayed_tree(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every):
-    """The same graph as :func:`_tree_graph`, from ``dask.delayed`` calls."""
-    name = uuid.uuid4().hex  # fresh keys per call, as in _tree_graph
-    run = dask.delayed(_run_kernel, pure=False)
-    parts = [
-        run(kernel, check_finite, block, *(a[i] for a in aligned_blocks), shared, offsets[i],
-            dask_key_name=(f"map-{name}", i))
-        for i, block in enumerate(blocks)
-    ]  # fmt: skip
-    merge = dask.delayed(_combine_many, pure=False)
-    level = 0
-    while len(parts) > 1:
-        level += 1
-        parts = [
-            merge(*parts[i : i + split_every], dask_key_name=(f"reduce-{name}", level, i))
-            for i in range(0, len(parts), split_every)
-        ]
-    return parts[0]
 
 
 def _broadcast(params: Any):
@@ -215,8 +203,9 @@ def map_reduce(
         ``kernel(block, *aligned_blocks, params, start) -> stats``; see the module docstring.
         It must be picklable (a module-level function or a ``functools.partial`` of one) for
         process-based schedulers.
-    X : dask.array.Array of shape (n_samples, n_features)
-        Chunked along rows only (see :func:`bigclust.io.as_dask_array`).
+    X : dask.array.Array or ndarray of shape (n_samples, n_features)
+        Chunked along rows only (see :func:`bigclust.io.as_dask_array`). An in-memory
+        NumPy array (a sample) is one chunk, reduced in this process without a graph.
     *aligned : array-like of shape (n_samples,) or (n_samples, ...)
         Arrays aligned with the rows of ``X`` (Dask arrays, or NumPy arrays wrapped as one);
         rechunked to match ``X``'s row chunks, one chunk along any other axis.
@@ -235,20 +224,17 @@ def map_reduce(
     object
         The combined statistics.
     """
-    if X.ndim != 2 or len(X.chunks[1]) != 1:
-        raise ValueError("map_reduce needs a 2-D array with all columns in one chunk.")
     if split_every < 2:
         raise ValueError(f"split_every={split_every} should be >= 2.")
+    if isinstance(X, np.ndarray):
+        return _reduce_in_process(kernel, X, aligned, params, check_finite, what)
+    if X.ndim != 2 or len(X.chunks[1]) != 1:
+        raise ValueError("map_reduce needs a 2-D array with all columns in one chunk.")
     offsets = _row_offsets(X.chunks[0])
     blocks = X.to_delayed().ravel()
     aligned_blocks = _aligned_blocks(X, aligned)
     shared = _broadcast(params)
-    # On a distributed client, chunks of a persisted array are futures whose keys the one-layer
-    # graph's plain tuple references cannot reach (they leave the graph before the scheduler
-    # resolves references): build the graph from delayed calls there. Their extra client cost,
-    # about 0.5 ms per chunk, is small beside a distributed task's own overhead.
-    build = _tree_graph if active_client() is None else _delayed_tree
-    total = build(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
+    total = _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
     with _blas_limited():
         (result,) = dask.compute(total)
     if result.bad is not None:
@@ -257,45 +243,118 @@ def map_reduce(
     return result.stats
 
 
-def _run_rowwise(block, params, kernel, what, block_info=None):
+def _reduce_in_process(kernel, X, aligned, params, check_finite, what):
+    """An in-memory sample is one chunk, reduced here: no graph, no scheduler."""
+    aligned = [np.asarray(a) for a in aligned]
+    for a in aligned:
+        if a.ndim == 0 or a.shape[0] != X.shape[0]:
+            raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+    result = _run_kernel(kernel, check_finite, X, *aligned, params, 0)
+    if result.bad is not None:
+        row, lo, hi = result.bad
+        raise NonFiniteInputError(what, row, (lo, hi))
+    return result.stats
+
+
+def _run_rowwise(block, params, kernel, what, start):
     try:
         return kernel(block, params)
     except NonFiniteRow as bad:
-        ((start, stop), *_) = block_info[0]["array-location"]
-        raise NonFiniteInputError(what, start + bad.local_row, (start, stop)) from None
+        raise NonFiniteInputError(
+            what, start + bad.local_row, (start, start + len(block))
+        ) from None
 
 
-def map_blocks_lazy(
+def _rowwise_task(block, params, kernel, what, block_info=None):
+    ((start, _), *_) = block_info[0]["array-location"]
+    return _run_rowwise(block, params, kernel, what, start)
+
+
+def map_rows(
     kernel: Callable[..., np.ndarray],
     X: da.Array,
     *,
     params: Any = None,
     dtype: np.dtype,
     n_columns: int | None = None,
+    numpy_out: bool = False,
+    in_memory: np.ndarray | None = None,
     what: str = "X",
-) -> da.Array:
-    """Lazily apply a row-wise kernel, ``kernel(block, params) -> array``, to every chunk.
+) -> np.ndarray | da.Array:
+    """Apply a row-wise kernel, ``kernel(block, params) -> array``, to every chunk of ``X``.
 
-    The result has one row per input row: 1-D (``n_columns=None``), e.g. labels, or 2-D with
-    ``n_columns`` columns, e.g. distances. Used for outputs that follow a Dask input. A kernel
-    that meets a non-finite row raises ``bigclust._errors.NonFiniteRow(local_row)``; the user
-    sees :class:`NonFiniteInputError` naming the global row.
+    The one rule for per-row outputs (labels, distances, densities): the result has one row
+    per input row, 1-D (``n_columns=None``) or with ``n_columns`` columns, and is
+
+    - lazy (a Dask array over ``X``'s chunks) unless ``numpy_out``,
+    - with ``numpy_out``, a NumPy array: computed in this process chunk by chunk straight from
+      ``in_memory`` (the user's array, when there is one: no graph, no round trip to a
+      cluster), else by the active scheduler.
+
+    A kernel that meets a non-finite row raises ``bigclust._errors.NonFiniteRow(local_row)``;
+    the user sees :class:`NonFiniteInputError` naming the global row.
     """
+    if numpy_out and in_memory is not None:
+        parts = []
+        for lo, hi in itertools.pairwise(_row_offsets(X.chunks[0])):
+            block = np.asarray(in_memory[lo:hi], dtype=X.dtype)
+            parts.append(_run_rowwise(block, params, kernel, what, lo))
+        return np.concatenate(parts)
     shared = _broadcast(params)
     if n_columns is None:
-        return da.map_blocks(
-            _run_rowwise,
-            X,
-            shared,
-            kernel,
-            what,
-            dtype=dtype,
-            drop_axis=1,
-            chunks=(X.chunks[0],),
+        lazy = da.map_blocks(
+            _rowwise_task, X, shared, kernel, what, dtype=dtype, drop_axis=1, chunks=(X.chunks[0],)
         )
-    return da.map_blocks(
-        _run_rowwise, X, shared, kernel, what, dtype=dtype, chunks=(X.chunks[0], (n_columns,))
+    else:
+        lazy = da.map_blocks(
+            _rowwise_task, X, shared, kernel, what, dtype=dtype, chunks=(X.chunks[0], (n_columns,))
+        )
+    if not numpy_out:
+        return lazy
+    with _blas_limited():
+        (out,) = dask.compute(lazy)
+    return out
+
+
+def map_blocks_lazy(kernel, X, *, params=None, dtype, n_columns=None, what="X") -> da.Array:
+    """Lazy :func:`map_rows` (kept for callers that always want a Dask array)."""
+    return map_rows(kernel, X, params=params, dtype=dtype, n_columns=n_columns, what=what)
+
+
+def compute(*lazy: Any) -> tuple:
+    """Compute a few small lazy results in one go (with one BLAS thread per task)."""
+    with _blas_limited():
+        return dask.compute(*lazy)
+
+
+def take_rows(X: da.Array, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Rows of ``X`` by global index, in the order given, reading only the chunks that hold
+    them."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    with _blas_limited():
+        (picked,) = dask.compute(X[rows[order]])
+    out = np.empty((len(rows), X.shape[1]), dtype=dtype)
+    out[order] = picked
+    return out
+
+
+def chunk_totals(values: da.Array) -> np.ndarray:
+    """The sum of every chunk of a 1-D array, one number per chunk, in float64."""
+    totals = da.map_blocks(
+        lambda b: np.array([b.sum(dtype=np.float64)]),
+        values,
+        chunks=((1,) * values.numblocks[0],),
+        dtype=np.float64,
     )
+    (out,) = dask.compute(totals)
+    return np.asarray(out)
+
+
+def read_block(values: da.Array, index: int) -> np.ndarray:
+    """One chunk of a Dask array as NumPy."""
+    (out,) = dask.compute(values.blocks[index])
+    return np.asarray(out)
 
 
 def active_client():

@@ -185,12 +185,11 @@ def test_kmeans_parallel_initial_inertia_close_to_kmeans_plusplus(n_clusters):
 
 def _init_of(fitted, X):
     from bigclust import as_dask_array
-    from bigclust._random import generator, seed_from
+    from bigclust._random import Key, generator, seed_from
     from bigclust.cluster._init import kmeans_parallel
-    from bigclust.cluster._kmeans import _KEY_RUNS
 
-    seed = int(generator(seed_from(fitted.random_state), _KEY_RUNS, 0).integers(2**62))
-    return kmeans_parallel(as_dask_array(X), fitted.n_clusters, None, seed)
+    seed = int(generator(seed_from(fitted.random_state), Key.KMEANS_RUNS, 0).integers(2**62))
+    return kmeans_parallel(as_dask_array(X), fitted.n_clusters, None, seed).centers
 
 
 @pytest.mark.slow
@@ -208,7 +207,8 @@ def test_kmeans_plusplus_greedy_quality():
 
     X, _ = make_blobs(5_000, 4, centers=10, random_state=1)
     ours = [
-        _initial_inertia(X, kmeans_plusplus_greedy(as_dask_array(X), 10, None, s)) for s in range(4)
+        _initial_inertia(X, kmeans_plusplus_greedy(as_dask_array(X), 10, None, s).centers)
+        for s in range(4)
     ]
     theirs = [_initial_inertia(X, kmeans_plusplus(X, 10, random_state=s)[0]) for s in range(4)]
     assert np.mean(ours) <= 1.10 * np.mean(theirs)

@@ -1,59 +1,63 @@
-"""K-Means initializations over chunked data: k-means||, greedy k-means++, random rows.
+"""The initialization registry: k-means||, greedy k-means++ and random rows, for every model.
 
-Each returns float64 centers of shape (n_clusters, n_features). Randomness comes from the
-fit's integer seed through row-keyed streams (:mod:`bigclust._random`), so the same seed gives
-the same centers for any chunking, scheduler or worker count.
+:data:`INITS` maps each ``init`` name to its strategy; :func:`initial_centers` resolves an
+estimator's ``init`` (a name, an array or a callable) to float64 centers of shape
+(n_clusters, n_features). ``KMeans`` runs them on the whole data, ``MiniBatchKMeans`` on an
+in-memory sample, the mixtures' ``init_params="k-means++"`` takes the rows greedy
+k-means++ picks. Every strategy runs through the driver (:func:`bigclust.driver.map_reduce`
+accepts a Dask array or an in-memory sample, which it reduces in this process) and draws
+from row-keyed streams (:mod:`bigclust._random`), so the same seed gives the same centers for
+any chunking, scheduler or worker count.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from typing import NamedTuple
 
-import dask.array as da
 import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from bigclust import _random
+from bigclust._random import Key
 from bigclust.cluster import _kernels as kern
-from bigclust.driver import map_reduce
+from bigclust.driver import chunk_totals, map_reduce, read_block, take_rows
 
-#: Stream keys for driver-side draws.
-_KEY_FIRST_CENTER, _KEY_REDUCE, _KEY_RANDOM_ROWS, _KEY_FILL = 21, 22, 23, 24
+__all__ = ["INITS", "Seeding", "initial_centers"]
 
 #: k-means|| rounds when ``init_max_iter`` is None. Bahmani et al. find 5 rounds with
 #: l = 2k enough in practice; Spark's default is 2.
 DEFAULT_PARALLEL_ROUNDS = 5
 
 
-def take_rows(X: da.Array, rows: np.ndarray) -> np.ndarray:
-    """Rows of X by global index, as float64, reading only the chunks that hold them."""
-    rows = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(rows, kind="stable")
-    picked = np.asarray(X[rows[order]].compute(), dtype=np.float64)
-    out = np.empty_like(picked)
-    out[order] = picked
-    return out
+class Seeding(NamedTuple):
+    """Initial centers, and the global rows they were taken from when they are rows."""
+
+    centers: np.ndarray
+    rows: np.ndarray | None = None
 
 
-def weighted_rows(
-    n_samples: int, size: int, sample_weight: da.Array | None, rng: np.random.Generator
-) -> np.ndarray:
+def _rows_of(X, rows) -> np.ndarray:
+    if isinstance(X, np.ndarray):
+        return np.asarray(X[np.asarray(rows, dtype=np.int64)], dtype=np.float64)
+    return take_rows(X, rows)
+
+
+def weighted_rows(n_samples: int, size: int, sample_weight, rng: np.random.Generator) -> np.ndarray:
     """``size`` row indices drawn with replacement with probability proportional to weight.
 
     Reads the weights once, chunk totals first, so the client never holds all of them.
     """
     if sample_weight is None:
         return rng.integers(0, n_samples, size=size)
-    totals = np.array(
-        da.map_blocks(
-            lambda b: np.array([b.sum(dtype=np.float64)]),
-            sample_weight,
-            chunks=((1,) * sample_weight.numblocks[0],),
-            dtype=np.float64,
-        ).compute()
-    )
+    if isinstance(sample_weight, np.ndarray):
+        cumulative = np.cumsum(sample_weight, dtype=np.float64)
+        targets = rng.random(size) * cumulative[-1]
+        return np.minimum(np.searchsorted(cumulative, targets, side="right"), n_samples - 1)
+    totals = chunk_totals(sample_weight)
     offsets = np.concatenate([[0], np.cumsum(sample_weight.chunks[0])])
     targets = rng.random(size) * totals.sum()
     chunk_ids = np.minimum(
@@ -61,7 +65,7 @@ def weighted_rows(
     )
     rows = np.empty(size, np.int64)
     for c in np.unique(chunk_ids):
-        weights = np.asarray(sample_weight.blocks[c].compute(), dtype=np.float64)
+        weights = np.asarray(read_block(sample_weight, int(c)), dtype=np.float64)
         mine = chunk_ids == c
         local = targets[mine] - (np.cumsum(totals)[c] - totals[c])
         rows[mine] = offsets[c] + np.minimum(
@@ -70,15 +74,15 @@ def weighted_rows(
     return rows
 
 
-def random_init(X, n_clusters, sample_weight, seed) -> np.ndarray:
+def random_init(X, n_clusters, sample_weight, seed, **_) -> Seeding:
     """``n_clusters`` distinct rows, uniformly (or by weight, as scikit-learn does)."""
-    rng = _random.generator(seed, _KEY_RANDOM_ROWS)
+    rng = _random.generator(seed, Key.RANDOM_ROWS)
     n = X.shape[0]
     if sample_weight is None:
         rows = rng.choice(n, n_clusters, replace=False)
     else:
         rows = _distinct_weighted_rows(n, n_clusters, sample_weight, rng)
-    return take_rows(X, rows)
+    return Seeding(_rows_of(X, rows), np.asarray(rows, dtype=np.int64))
 
 
 def _distinct_weighted_rows(n, size, sample_weight, rng) -> np.ndarray:
@@ -95,26 +99,28 @@ def _distinct_weighted_rows(n, size, sample_weight, rng) -> np.ndarray:
 
 
 def kmeans_parallel(
-    X: da.Array,
+    X,
     n_clusters: int,
-    sample_weight: da.Array | None,
+    sample_weight,
     seed: int,
     *,
     oversampling_factor: float = 2.0,
     n_rounds: int | None = None,
-) -> np.ndarray:
+    **_,
+) -> Seeding:
     """k-means|| (Bahmani et al., "Scalable K-Means++", VLDB 2012).
 
     One uniformly drawn first center; ``n_rounds`` passes, each sampling every row
     independently with probability ``min(1, l w d^2 / phi)`` (l = ``oversampling_factor`` x
-    ``n_clusters``); one more pass weighting each candidate by the sample weight closest to it;
-    then weighted k-means++ and weighted Lloyd over the candidates on the client.
+    ``n_clusters``); one more pass weighting each candidate by the sample weight closest to
+    it (never 1 each: a candidate in a dense region must count for its rows); then weighted
+    k-means++ and weighted Lloyd over the candidates on the client.
     Cost: ``n_rounds + 1`` passes over the data plus reading one chunk.
     """
     rounds = DEFAULT_PARALLEL_ROUNDS if n_rounds is None else int(n_rounds)
     aligned = () if sample_weight is None else (sample_weight,)
-    first = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, _KEY_FIRST_CENTER))
-    candidates = take_rows(X, first)
+    first = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, Key.FIRST_CENTER))
+    candidates = _rows_of(X, first)
     oversampling = oversampling_factor * n_clusters
     for r in range(rounds):
         sampled = map_reduce(
@@ -132,11 +138,10 @@ def kmeans_parallel(
     )
     candidates, weights = candidates[weights > 0], weights[weights > 0]
     if len(candidates) < n_clusters:
-        extra = random_init(
-            X, n_clusters, sample_weight, _random.generator(seed, _KEY_FILL).integers(2**62)
-        )
-        return _warn_if_few_distinct(extra, n_clusters)
-    return reduce_candidates(candidates, weights, n_clusters, seed)
+        fill_seed = int(_random.generator(seed, Key.FILL).integers(2**62))
+        extra = random_init(X, n_clusters, sample_weight, fill_seed).centers
+        return Seeding(warn_if_few_distinct(extra, n_clusters, stacklevel=4))
+    return Seeding(reduce_candidates(candidates, weights, n_clusters, seed))
 
 
 #: Restarts of the client-side reduction. Candidates cover every cluster, but one weighted
@@ -151,7 +156,7 @@ def reduce_candidates(candidates, weights, n_clusters, seed) -> np.ndarray:
     ``REDUCE_RESTARTS`` by weighted inertia."""
     if len(candidates) == n_clusters:
         return candidates
-    state = int(_random.generator(seed, _KEY_REDUCE).integers(2**31 - 1))
+    state = int(_random.generator(seed, Key.REDUCE).integers(2**31 - 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         lloyd = _SkKMeans(n_clusters, init="k-means++", n_init=REDUCE_RESTARTS, random_state=state)
@@ -160,28 +165,24 @@ def reduce_candidates(candidates, weights, n_clusters, seed) -> np.ndarray:
 
 
 def kmeans_plusplus_greedy(
-    X: da.Array,
+    X,
     n_clusters: int,
-    sample_weight: da.Array | None,
+    sample_weight,
     seed: int,
     n_local_trials: int | None = None,
-    *,
-    return_rows: bool = False,
-):
+    **_,
+) -> Seeding:
     """Greedy k-means++ as in scikit-learn: each new center is the best of
     ``2 + log(k)`` candidates drawn proportionally to ``w d^2``.
 
     Cost: ``n_clusters`` passes over the data (one per center), each computing distances to
-    the centers so far: prefer k-means|| for large ``n_clusters``.
-
-    Returns the centers, float64 of shape (n_clusters, n_features), and with
-    ``return_rows`` also the global row index of each (GaussianMixture's "k-means++" init
-    starts from those rows).
+    the centers so far: prefer k-means|| for large ``n_clusters``. Returns the centers with
+    the global row of each (GaussianMixture's "k-means++" init starts from those rows).
     """
     trials = 2 + int(math.log(n_clusters)) if n_local_trials is None else n_local_trials
     aligned = () if sample_weight is None else (sample_weight,)
-    rows = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, _KEY_FIRST_CENTER))
-    centers = take_rows(X, rows)
+    rows = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, Key.FIRST_CENTER))
+    centers = _rows_of(X, rows)
     # A duplicate "trial" for the first pass: it changes no distance.
     pending, pending_rows = centers[:1], rows[:1]
     for step in range(n_clusters):
@@ -200,22 +201,63 @@ def kmeans_plusplus_greedy(
         pending, pending_rows = stats.points[best], stats.rows[best]
         missing = pending_rows < 0
         if missing.any():  # fewer distinct points than clusters: no mass left to sample
-            fill = _random.generator(seed, _KEY_FILL, step).integers(0, X.shape[0], missing.sum())
-            pending[missing], pending_rows[missing] = take_rows(X, fill), fill
-    return (centers, rows.astype(np.int64)) if return_rows else centers
+            fill = _random.generator(seed, Key.FILL, step).integers(0, X.shape[0], missing.sum())
+            pending[missing], pending_rows[missing] = _rows_of(X, fill), fill
+    return Seeding(centers, rows.astype(np.int64))
 
 
-def _warn_if_few_distinct(centers, n_clusters):
+def warn_if_few_distinct(centers, n_clusters, stacklevel=3):
     distinct = len(np.unique(centers, axis=0))
     if distinct < n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than "
             f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return centers
 
 
-#: The named initializations, for ``init=`` and its error message.
-INITS = ("k-means||", "k-means++", "random")
+#: The named initializations: ``strategy(X, n_clusters, sample_weight, seed, **options)``
+#: with ``X`` a row-chunked Dask array or an in-memory sample, ``sample_weight`` aligned with
+#: it or None. Options: ``oversampling_factor`` and ``n_rounds`` (k-means||).
+INITS: dict[str, Callable[..., Seeding]] = {
+    "k-means||": kmeans_parallel,
+    "k-means++": kmeans_plusplus_greedy,
+    "random": random_init,
+}
+
+
+def check_centers(centers, n_clusters: int, n_features: int, what: str) -> np.ndarray:
+    """Validate given or returned centers; float64 copy."""
+    centers = np.asarray(centers)
+    if centers.dtype.kind not in "iuf":
+        raise TypeError(f"{what} has dtype {centers.dtype}; expected real numbers.")
+    if centers.shape != (n_clusters, n_features):
+        raise ValueError(
+            f"{what} has shape {centers.shape}; expected (n_clusters={n_clusters}, "
+            f"n_features={n_features})."
+        )
+    if not np.isfinite(centers).all():
+        raise ValueError(f"{what} contains NaN or infinity.")
+    return centers.astype(np.float64)
+
+
+def initial_centers(init, X, n_clusters: int, sample_weight, seed: int, **options) -> np.ndarray:
+    """Resolve ``init`` (a registry name, a callable or an array) to float64 centers.
+
+    A callable is called as ``init(X, n_clusters, random_state)`` with ``X`` as given here
+    (the row-chunked Dask array, or the in-memory sample) and a ``RandomState`` from ``seed``.
+    """
+    d = X.shape[1]
+    if isinstance(init, str):
+        return INITS[init](X, n_clusters, sample_weight, seed, **options).centers
+    if callable(init):
+        centers = init(X, n_clusters, np.random.RandomState(seed % 2**32))
+        return check_centers(centers, n_clusters, d, "the centers returned by init")
+    return check_centers(init, n_clusters, d, "init")
+
+
+def is_explicit(init) -> bool:
+    """An array of centers: one run is all there is to do."""
+    return not isinstance(init, str) and not callable(init)

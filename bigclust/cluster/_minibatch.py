@@ -7,39 +7,40 @@ import itertools
 import math
 import numbers
 import warnings
+from typing import ClassVar
 
-import dask
-import dask.array as da
 import numpy as np
-from sklearn.cluster import kmeans_plusplus
 
 from bigclust import _random
+from bigclust._input import (
+    check_n_features,
+    read_input,
+    read_sample_weight,
+    record_features,
+)
+from bigclust._params import Interval, validate_params
+from bigclust._random import Key
+from bigclust._rows import first_nonfinite_row
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster import _minibatch_kernels as mbk
-from bigclust.cluster._kmeans import (
-    _CentroidEstimator,
-    _check_sample_weight,
-    _check_weight_values,
-    _returns_numpy,
-)
+from bigclust.cluster._base import CentroidEstimator
 from bigclust.driver import (
     NonFiniteInputError,
     active_client,
+    compute,
     keep_in_memory,
-    map_blocks_lazy,
     map_reduce,
+    read_block,
     stream_fold,
+    take_rows,
 )
-from bigclust.io import DEFAULT_CHUNK_BYTES, _open, as_dask_array, check_dtype
+from bigclust.io import DEFAULT_CHUNK_BYTES, _open, as_dask_array, check_dtype, is_lazy_input
 
 #: Bytes of one segment, the unit that ``fit`` reads and shuffles (see MiniBatchKMeans).
 #: The default Dask chunk of :func:`bigclust.as_dask_array`, so segments of data chunked by
 #: default line up with its chunks and every chunk is read once per epoch.
 SEGMENT_BYTES = DEFAULT_CHUNK_BYTES
-
-#: Stream keys for the driver's draws.
-_KEY_INIT_ROWS, _KEY_INIT_RUN, _KEY_VALIDATION = 51, 52, 53
 
 
 def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int) -> int:
@@ -51,7 +52,7 @@ def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int
     return int(min(n_samples, max(rows, batch_size)))
 
 
-class MiniBatchKMeans(_CentroidEstimator):
+class MiniBatchKMeans(CentroidEstimator):
     """Mini-batch K-Means: scikit-learn's updates, with batches streamed from chunked data.
 
     Each step assigns a batch to the nearest centers and moves every center that received
@@ -178,45 +179,30 @@ class MiniBatchKMeans(_CentroidEstimator):
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
 
+    _parameter_constraints: ClassVar[dict] = {
+        **CentroidEstimator._parameter_constraints,
+        "batch_size": [Interval(numbers.Integral, 1, None)],
+        "compute_labels": ["boolean"],
+        "max_no_improvement": [Interval(numbers.Integral, 0, None), None],
+        "init_size": [Interval(numbers.Integral, 1, None), None],
+        "reassignment_ratio": [Interval(numbers.Real, 0, None)],
+    }
+
+    _auto_random_runs = 3
+
     # -- validation ---------------------------------------------------------------------
 
     def _check_params(self, n_samples: int, n_features: int) -> None:
-        def integer(name, value, minimum):
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < minimum
-            ):
-                raise ValueError(f"{name}={value!r} should be an int >= {minimum}.")
-
-        def real(name, value):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name}={value!r} should be a number >= 0.")
-
-        integer("n_clusters", self.n_clusters, 1)
-        integer("max_iter", self.max_iter, 1)
-        integer("batch_size", self.batch_size, 1)
-        if self.max_no_improvement is not None:
-            integer("max_no_improvement", self.max_no_improvement, 0)
-        if self.init_size is not None:
-            integer("init_size", self.init_size, 1)
-        if self.n_init != "auto":
-            integer("n_init", self.n_init, 1)
-        real("tol", self.tol)
-        real("reassignment_ratio", self.reassignment_ratio)
-        if not isinstance(self.compute_labels, (bool, np.bool_)):
-            raise ValueError(f"compute_labels={self.compute_labels!r} should be a bool.")
+        """Validate the parameters, then derive the private values the fit uses."""
+        validate_params(self)
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        init = self.init
-        self._init_array = None
-        if isinstance(init, str):
-            if init not in _init.INITS:
-                valid = ", ".join(repr(name) for name in _init.INITS)
-                raise ValueError(f"unknown init {init!r}; valid: {valid}, an array or a callable.")
-        elif not callable(init):
-            self._init_array = self._check_centers(np.asarray(init), n_features, "init")
-
+        self._check_init_array(n_features)
+        self._init_array = (
+            _init.check_centers(self.init, self.n_clusters, n_features, "init")
+            if _init.is_explicit(self.init)
+            else None
+        )
         self._batch_size = min(self.batch_size, n_samples)
         init_size = self.init_size
         if init_size is None:
@@ -232,47 +218,20 @@ class MiniBatchKMeans(_CentroidEstimator):
             )
             init_size = 3 * self.n_clusters
         self._init_size = min(init_size, n_samples)
-
-        if self.n_init == "auto":
-            is_random = isinstance(init, str) and init == "random"
-            self._n_init = 3 if (is_random or callable(init)) else 1
-        else:
-            self._n_init = self.n_init
-        if self._init_array is not None and self._n_init != 1:
-            warnings.warn(
-                f"Explicit initial center position passed: performing only one init in "
-                f"{type(self).__name__} instead of n_init={self._n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._n_init = 1
+        self._n_init = self._n_runs()
 
     # -- initialization -----------------------------------------------------------------
 
     def _init_from_sample(self, sample, weights, seed: int) -> np.ndarray:
-        """Initial centers from in-memory rows, in the rows' dtype."""
-        init, k = self.init, self.n_clusters
+        """Initial centers from in-memory rows (the registry's strategies run on the sample,
+        in this process), in the rows' dtype."""
         if self._init_array is not None:
             return self._init_array.astype(sample.dtype)
-        if callable(init):
-            centers = np.asarray(init(sample, k, random_state=np.random.RandomState(seed % 2**32)))
-            centers = self._check_centers(centers, sample.shape[1], "the centers returned by init")
-        elif init == "k-means++":
-            w = None if weights is None else np.asarray(weights, sample.dtype)
-            centers, _ = kmeans_plusplus(sample, k, sample_weight=w, random_state=seed % 2**32)
-        elif init == "random":
-            rng = _random.generator(seed)
-            p = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
-            centers = sample[rng.choice(len(sample), k, replace=False, p=p)]
-        else:  # k-means|| on the sample: small, so run on the client, not the cluster
-            w = None if weights is None else da.from_array(np.asarray(weights, np.float64))
-            with dask.config.set(scheduler="sync"):
-                centers = _init.kmeans_parallel(
-                    da.from_array(sample, chunks=sample.shape), k, w, seed
-                )
-        return np.asarray(centers).astype(sample.dtype)
+        w = None if weights is None else np.asarray(weights, np.float64)
+        centers = _init.initial_centers(self.init, sample, self.n_clusters, w, seed)
+        return centers.astype(sample.dtype)
 
-    def _fit_init(self, data: da.Array, weights: da.Array | None, seed: int) -> np.ndarray:
+    def _fit_init(self, data, weights, seed: int) -> np.ndarray:
         """Best of ``n_init`` initializations, each on ``init_size`` sampled rows; sets
         ``self._tol`` from the variance of the sampled rows."""
         n = data.shape[0]
@@ -286,14 +245,19 @@ class MiniBatchKMeans(_CentroidEstimator):
                 return np.arange(n)
             return _random.generator(seed, *key).integers(0, n, self._init_size)
 
-        runs = [draw(_KEY_INIT_ROWS, r) for r in range(self._n_init)]
-        validation = draw(_KEY_VALIDATION) if self._n_init > 1 else np.empty(0, np.int64)
+        runs = [draw(Key.MINIBATCH_INIT_ROWS, r) for r in range(self._n_init)]
+        validation = draw(Key.MINIBATCH_VALIDATION) if self._n_init > 1 else np.empty(0, np.int64)
         wanted = np.unique(np.concatenate([*runs, validation]))
-        rows = _init.take_rows(data, wanted).astype(data.dtype)
-        row_weights = None if weights is None else np.asarray(weights[wanted].compute())
-        if not np.isfinite(rows).all():
-            bad = int(wanted[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]])
-            raise NonFiniteInputError("X", bad, (bad, bad + 1))
+        rows = take_rows(data, wanted, dtype=data.dtype)
+        row_weights = None
+        if isinstance(weights, np.ndarray):
+            row_weights = weights[wanted]
+        elif weights is not None:
+            (row_weights,) = compute(weights[wanted])
+        bad = first_nonfinite_row(rows)
+        if bad is not None:
+            row = int(wanted[bad])
+            raise NonFiniteInputError("X", row, (row, row + 1))
 
         def pick(index):
             at = np.searchsorted(wanted, index)
@@ -306,14 +270,14 @@ class MiniBatchKMeans(_CentroidEstimator):
             return self._init_array.astype(data.dtype)
         best, best_inertia = None, None
         for r, run_rows in enumerate(runs):
-            run_seed = int(_random.generator(seed, _KEY_INIT_RUN, r).integers(2**62))
+            run_seed = int(_random.generator(seed, Key.MINIBATCH_INIT_RUN, r).integers(2**62))
             centers = self._init_from_sample(*pick(run_rows), run_seed)
             if self._n_init == 1:
                 return centers
             _, inertia = mbk.labels_inertia(*pick(validation), centers)
             if self.verbose:
                 print(f"Inertia for init {r + 1}/{self._n_init}: {inertia}")
-            if best_inertia is None or inertia < best_inertia:
+            if _random.better(inertia, best_inertia, larger=False):
                 best, best_inertia = centers, inertia
         return best
 
@@ -336,10 +300,11 @@ class MiniBatchKMeans(_CentroidEstimator):
         -------
         self : MiniBatchKMeans
         """
-        data = keep_in_memory(as_dask_array(X), X)
-        n, d = data.shape
+        inp = read_input(X)
+        n, d = inp.shape
         self._check_params(n, d)
-        weights = _check_sample_weight(sample_weight, data)
+        data = keep_in_memory(inp.data, inp.in_memory)
+        weights = read_sample_weight(sample_weight, inp)
         seed = _random.seed_from(self.random_state)
         centers = self._fit_init(data, weights, seed)
         shift = kern.origin_shift(centers, data.dtype)
@@ -362,9 +327,7 @@ class MiniBatchKMeans(_CentroidEstimator):
         def pieces():
             needed = max_steps * bs
             for epoch in itertools.count():
-                order = _random.generator(seed, mbk.KEY_SEGMENT_ORDER, epoch).permutation(
-                    n_segments
-                )
+                order = _random.generator(seed, Key.SEGMENT_ORDER, epoch).permutation(n_segments)
                 for s in order:
                     lo, hi = int(s) * seg, min(n, (int(s) + 1) * seg)
                     yield mbk.Piece(lo, hi, epoch, int(s))
@@ -372,8 +335,8 @@ class MiniBatchKMeans(_CentroidEstimator):
                     if needed <= 0:
                         return
 
-        in_memory = isinstance(X, np.ndarray) and active_client() is None
-        source = np.asarray(X, dtype=data.dtype) if in_memory else data
+        in_memory = inp.in_memory is not None and active_client() is None
+        source = np.asarray(inp.in_memory, dtype=data.dtype) if in_memory else data
         source_w = weights
         state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
         folds = stream_fold(
@@ -402,29 +365,28 @@ class MiniBatchKMeans(_CentroidEstimator):
                     break
 
         self.cluster_centers_ = mbk.unshifted(state.centers, shift)
-        self.n_features_in_ = d
         self.n_steps_ = state.step
         self.n_iter_ = math.ceil(state.step * bs / n)
         self._set_stream_state(state, seed, data.dtype, shift)
-        self._numpy_out = _returns_numpy(X)
         if self.compute_labels:
-            self.labels_, self.inertia_ = self._labels_inertia(data, weights)
+            self.labels_, self.inertia_ = self._labels_inertia(inp, data, weights)
         else:
-            total = n if weights is None else float(weights.sum().compute())
+            total = n if weights is None else float(compute(weights.sum())[0])
             ewa = state.ewa_inertia
             if ewa is None:
                 ewa = state.last_batch_inertia / bs
             self.inertia_ = float(ewa * total)
+        record_features(self, inp)
         return self
 
-    def _labels_inertia(self, data: da.Array, weights: da.Array | None):
+    def _labels_inertia(self, inp, data, weights):
         """One pass: labels (lazy for Dask output) and inertia of every row."""
         aligned = () if weights is None else (weights,)
-        if self._numpy_out:
+        if inp.numpy_out:
             out = map_reduce(mbk.labels_inertia_chunk, data, *aligned, params=self.cluster_centers_)
             return out.labels(), float(out.inertia)
-        labels = self._labels(data, self.cluster_centers_, numpy_out=False)
-        return labels, self._inertia(data, aligned, self.cluster_centers_)
+        labels = self._labels(inp, self.cluster_centers_)
+        return labels, self._inertia(data, weights, self.cluster_centers_)
 
     def _set_stream_state(self, state, seed, dtype, shift):
         """What partial_fit continues from. The steps run on centers shifted by ``shift``
@@ -465,14 +427,16 @@ class MiniBatchKMeans(_CentroidEstimator):
         self : MiniBatchKMeans
         """
         fitted = hasattr(self, "cluster_centers_")
-        numpy_in = _returns_numpy(X)
+        numpy_in = not is_lazy_input(X)
         if numpy_in:
-            batch, weights = self._numpy_batch(X, sample_weight, fitted)
+            batch = self._numpy_batch(X, fitted)
+            weights = read_sample_weight(sample_weight, batch, dtype=batch.dtype)
             first = batch
         else:
-            batch = as_dask_array(X)
+            inp = read_input(X)
+            batch = inp.data
             self._check_against_fitted(batch.shape[1], batch.dtype, fitted)
-            weights = _check_sample_weight(sample_weight, batch)
+            weights = read_sample_weight(sample_weight, inp)
             first = None
         n, d = batch.shape
 
@@ -484,22 +448,22 @@ class MiniBatchKMeans(_CentroidEstimator):
             n_steps = getattr(self, "n_steps_", 0)
         else:
             if first is None:  # initialize from the first chunk, as from a first batch
-                first = np.asarray(batch.blocks[0].compute())
+                first = read_block(batch, 0)
             self._check_params(first.shape[0], d)
-            bad = mbk.first_nonfinite_row(first)
+            bad = first_nonfinite_row(first)
             if bad is not None:
                 raise NonFiniteInputError("X", bad, (0, first.shape[0]))
             seed = _random.seed_from(self.random_state)
             init_rows, init_w = first, None
             if weights is not None:
-                init_w = weights if numpy_in else np.asarray(weights.blocks[0].compute())
+                init_w = weights if numpy_in else read_block(weights, 0)
             if self._init_size < first.shape[0]:
-                pick = _random.generator(seed, _KEY_INIT_ROWS).integers(
+                pick = _random.generator(seed, Key.MINIBATCH_INIT_ROWS).integers(
                     0, first.shape[0], self._init_size
                 )
                 init_rows = first[pick]
                 init_w = None if init_w is None else init_w[pick]
-            run_seed = int(_random.generator(seed, _KEY_INIT_RUN, 0).integers(2**62))
+            run_seed = int(_random.generator(seed, Key.MINIBATCH_INIT_RUN, 0).integers(2**62))
             centers = self._init_from_sample(init_rows, init_w, run_seed)
             shift = kern.origin_shift(centers, centers.dtype)
             centers = mbk.shifted(centers, shift)
@@ -549,53 +513,32 @@ class MiniBatchKMeans(_CentroidEstimator):
         self.n_steps_ = state.n_steps
         self._set_stream_state(state, seed, batch.dtype, shift)
         self._batch_size = batch_size
-        self._numpy_out = numpy_in
         if self.compute_labels:
             if numpy_in:
                 self.labels_, self.inertia_ = mbk.labels_inertia(
                     batch, weights, self.cluster_centers_, parallel=True
                 )
             else:
-                self.labels_ = map_blocks_lazy(
-                    kern.labels_block, batch, params=self.cluster_centers_, dtype=np.int32
-                )
+                self.labels_ = self._labels(inp, self.cluster_centers_)
                 self.inertia_ = float(state.inertia)
         return self
 
     def _check_against_fitted(self, n_features, dtype, fitted):
         if not fitted:
             return
-        if n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        check_n_features(self, n_features)
         if np.dtype(dtype) != self._dtype:
             raise TypeError(
                 f"X has dtype {np.dtype(dtype)} but {type(self).__name__} was fitted on "
                 f"{self._dtype} data; convert the batch with X.astype(np.{self._dtype})."
             )
 
-    def _numpy_batch(self, X, sample_weight, fitted):
-        """Validate an in-memory batch as the data layer does, without wrapping it in Dask."""
+    def _numpy_batch(self, X, fitted) -> np.ndarray:
+        """Validate an in-memory batch as the data layer does, without wrapping it in Dask
+        (a step costs about 200 us; a Dask array's construction would cost as much)."""
         source = np.asarray(X) if isinstance(X, np.memmap) else _open(X, None, "X")
         if source.ndim != 2 or 0 in source.shape:
             as_dask_array(source)  # raises the data layer's message
         dtype = check_dtype(source.dtype, "X")
         self._check_against_fitted(source.shape[1], dtype, fitted)
-        batch = np.ascontiguousarray(source, dtype=dtype)
-        if sample_weight is None:
-            return batch, None
-        n = batch.shape[0]
-        try:
-            weights = np.asarray(sample_weight, dtype=np.float64)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"sample_weight is not a 1-D array of numbers: {err}") from None
-        if weights.ndim == 0:
-            weights = np.full(n, float(weights))
-        if weights.shape != (n,):
-            raise ValueError(
-                f"sample_weight has shape {weights.shape}; expected ({n},), one weight per sample."
-            )
-        _check_weight_values(weights.min(), weights.max(), np.isfinite(weights).all())
-        return batch, weights.astype(dtype)
+        return np.ascontiguousarray(source, dtype=dtype)

@@ -1,6 +1,7 @@
-"""Gaussian mixture models fitted by distributed EM."""
+"""Mixture models over chunked data: one pass per EM (or variational) iteration."""
 
-from bigclust.mixture._gaussian_mixture import BaseMixture, GaussianMixture
+from bigclust.mixture._base import BaseMixture
+from bigclust.mixture._gaussian_mixture import GaussianMixture
 from bigclust.mixture._percentile import percentile
 
 __all__ = ["BaseMixture", "GaussianMixture", "percentile"]

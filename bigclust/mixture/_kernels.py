@@ -29,6 +29,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bigclust._errors import NonFiniteRow
+from bigclust._rows import first_nonfinite_row, row_ranges
+from bigclust.mixture._covariance import COVARIANCE_TYPES, CovarianceType
+from bigclust.mixture._covariance import covariance_type as covariance_type_object
+
 __all__ = [
     "COVARIANCE_TYPES",
     "GaussianStats",
@@ -44,8 +49,6 @@ __all__ = [
     "predict_proba_block",
     "score_samples_block",
 ]
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 #: Target bytes of one row block's feature matrix: large enough for efficient GEMMs,
 #: small enough to stay in cache-friendly, bounded memory per task.
@@ -65,6 +68,7 @@ class Model(NamedTuple):
     shift: np.ndarray
     coef: np.ndarray
     offset: np.ndarray
+    with_entropy: bool = False
 
 
 class GaussianStats(NamedTuple):
@@ -88,6 +92,9 @@ class GaussianStats(NamedTuple):
         ``sum_i r_ik y_i**2``; ``spherical``: (n_components,), ``sum_i r_ik |y_i|**2``.
     log_likelihood : float
         ``sum_i log p(x_i)`` under the model (0 for initialisation passes).
+    resp_entropy : float
+        ``sum_i sum_k r_ik log r_ik`` when the model asks for it (variational lower bound),
+        else 0.
     """
 
     n_samples: int
@@ -95,17 +102,19 @@ class GaussianStats(NamedTuple):
     first: np.ndarray
     second: np.ndarray
     log_likelihood: float
+    resp_entropy: float = 0.0
 
 
 class InitResp(NamedTuple):
     """Responsibilities of an initialisation pass, generated inside each chunk.
 
-    kind : {"random", "rows", "centers"}
+    kind : {"random", "rows", "centers", "given"}
         ``"random"``: uniform draws normalised per row, from the row-keyed stream
         ``(seed, key)`` (any chunking gives the same numbers); ``"rows"``: one-hot for the
         global rows ``rows`` (sorted) to components ``components``, zero elsewhere (as
         scikit-learn's ``random_from_data`` and ``k-means++``); ``"centers"``: one-hot to the
-        nearest of ``centers`` (the labels of a k-means fit).
+        nearest of ``centers`` (the labels of a k-means fit); ``"given"``: the chunk's rows
+        of a responsibilities array aligned with the data (passed to the kernel with it).
     """
 
     kind: str
@@ -121,17 +130,7 @@ class InitResp(NamedTuple):
 
 def n_phi(covariance_type: str, n_features: int) -> int:
     """Number of features of ``phi(y)`` for a covariance type."""
-    d = n_features
-    if covariance_type in ("full", "tied"):
-        return d + d * (d + 1) // 2
-    if covariance_type == "diag":
-        return 2 * d
-    if covariance_type == "spherical":
-        return d + 1
-    raise ValueError(
-        f"unknown covariance_type {covariance_type!r}; valid: "
-        + ", ".join(map(repr, COVARIANCE_TYPES))
-    )
+    return n_features + covariance_type_object(covariance_type).n_quadratic(n_features)
 
 
 def block_rows(n_phi_: int, n_components: int) -> int:
@@ -140,48 +139,12 @@ def block_rows(n_phi_: int, n_components: int) -> int:
     return int(min(8192, max(16, rows)))
 
 
-def _phi(block: np.ndarray, shift: np.ndarray, covariance_type: str, out: np.ndarray):
+def _phi(block: np.ndarray, shift: np.ndarray, ctype: CovarianceType, out: np.ndarray):
     """Fill ``out`` (n_phi x rows) with ``phi(block - shift)``, transposed; return it."""
     d = block.shape[1]
     y = np.subtract(block.T, shift[:, None], out=out[:d], dtype=np.float64, casting="unsafe")
-    if covariance_type in ("full", "tied"):
-        offset = d
-        for i in range(d):
-            np.multiply(y[i], y[i:], out=out[offset : offset + d - i])
-            offset += d - i
-    elif covariance_type == "diag":
-        np.multiply(y, y, out=out[d:])
-    else:
-        np.einsum("ij,ij->j", y, y, out=out[d])
+    ctype.fill_quadratic(y, out[d:])
     return out
-
-
-def _blocks(n_rows: int, rows: int):
-    for lo in range(0, n_rows, rows):
-        yield lo, min(n_rows, lo + rows)
-
-
-def _upper_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(d)
-
-
-def _unpack_symmetric(packed: np.ndarray, d: int) -> np.ndarray:
-    """(..., d(d+1)/2) upper triangles (row-major) -> (..., d, d) symmetric matrices."""
-    iu, ju = _upper_indices(d)
-    out = np.zeros((*packed.shape[:-1], d, d))
-    out[..., iu, ju] = packed
-    out[..., ju, iu] = packed
-    return out
-
-
-def _pack_symmetric(matrices: np.ndarray) -> np.ndarray:
-    """(..., d, d) symmetric -> (..., d(d+1)/2) coefficients of the upper-triangle features,
-    off-diagonal entries doubled so that ``coef @ tri(y y^T) = y^T M y``."""
-    d = matrices.shape[-1]
-    iu, ju = _upper_indices(d)
-    packed = matrices[..., iu, ju] * 2.0
-    packed[..., iu == ju] *= 0.5
-    return packed
 
 
 def make_model(
@@ -190,6 +153,10 @@ def make_model(
     means: np.ndarray,
     precisions_chol: np.ndarray,
     shift: np.ndarray | None = None,
+    *,
+    log_weights: np.ndarray | None = None,
+    log_prob_offset: np.ndarray | None = None,
+    with_entropy: bool = False,
 ) -> Model:
     """Precompute the E-step coefficients of a mixture (driver side, float64).
 
@@ -197,52 +164,43 @@ def make_model(
     ----------
     covariance_type : {"full", "tied", "diag", "spherical"}
     weights : ndarray of shape (n_components,)
+        Mixture weights; they set the default ``shift`` and, unless ``log_weights`` is
+        given, the log weights.
     means : ndarray of shape (n_components, n_features)
     precisions_chol : ndarray
         scikit-learn's ``precisions_cholesky_`` layout: (k, d, d) full, (d, d) tied,
         (k, d) diag, (k,) spherical.
     shift : ndarray of shape (n_features,), optional
         Origin of the computation; default the weighted mean of the means.
+    log_weights : ndarray of shape (n_components,), optional
+        What the E-step adds to each component's log density instead of ``log(weights)``
+        (a variational mixture's expected log weights).
+    log_prob_offset : ndarray of shape (n_components,), optional
+        Added to each component's log density (a variational mixture's digamma terms).
+    with_entropy : bool, default=False
+        Also sum ``r log r`` over rows and components (for a variational lower bound).
 
     Returns
     -------
     Model
     """
+    ctype = covariance_type_object(covariance_type)
     weights = np.asarray(weights, dtype=np.float64)
     means = np.asarray(means, dtype=np.float64)
     pc = np.asarray(precisions_chol, dtype=np.float64)
-    k, d = means.shape
+    d = means.shape[1]
     if shift is None:
         shift = weights @ means / max(weights.sum(), np.finfo(np.float64).tiny)
     shift = np.asarray(shift, dtype=np.float64)
-    m = means - shift  # component means in shifted coordinates
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(weights)
-    if covariance_type in ("full", "tied"):
-        chols = pc if covariance_type == "full" else np.broadcast_to(pc, (k, d, d))
-        precisions = chols @ np.swapaxes(chols, 1, 2)  # P = U U^T
-        log_det = np.log(np.diagonal(chols, axis1=1, axis2=2)).sum(axis=1)
-        linear = np.einsum("kij,kj->ki", precisions, m)
-        quad_m = np.einsum("kij,ki->kj", chols, m)  # U^T m, so m^T P m = |U^T m|^2
-        const = -0.5 * (quad_m**2).sum(axis=1)
-        quadratic = -0.5 * _pack_symmetric(precisions)
-    elif covariance_type == "diag":
-        precisions = pc**2
-        log_det = np.log(pc).sum(axis=1)
-        linear = precisions * m
-        const = -0.5 * (precisions * m**2).sum(axis=1)
-        quadratic = -0.5 * precisions
-    elif covariance_type == "spherical":
-        precisions = pc**2
-        log_det = d * np.log(pc)
-        linear = precisions[:, None] * m
-        const = -0.5 * precisions * (m**2).sum(axis=1)
-        quadratic = -0.5 * precisions[:, None]
-    else:
-        n_phi(covariance_type, d)  # raises with the list of valid names
-    coef = np.ascontiguousarray(np.concatenate([linear, quadratic], axis=1))
-    offset = const + log_det - 0.5 * d * _LOG_2PI + log_weights
-    return Model(covariance_type, shift, coef, offset)
+    if log_weights is None:
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+    terms = ctype.terms(pc, means - shift)  # component means in shifted coordinates
+    coef = np.ascontiguousarray(np.concatenate([terms.linear, terms.quadratic], axis=1))
+    offset = terms.const + terms.log_det - 0.5 * d * _LOG_2PI + log_weights
+    if log_prob_offset is not None:
+        offset = offset + log_prob_offset
+    return Model(ctype.name, shift, coef, offset, bool(with_entropy))
 
 
 def _weighted_log_prob_t(phi: np.ndarray, model: Model) -> np.ndarray:
@@ -265,40 +223,24 @@ def _normalize_log(wlp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wlp, log_norm
 
 
-def _accumulate(phi: np.ndarray, resp_t: np.ndarray | None, covariance_type: str, d: int, acc):
-    """Add one block's moments to the accumulators ``acc = [resp_sum, first, second_raw]``."""
+def _accumulate(phi: np.ndarray, resp_t: np.ndarray | None, ctype: CovarianceType, d: int, acc):
+    """Add one block's moments to the accumulators ``acc = [resp_sum, first, second]``."""
     if resp_t is None:
         return
     moments = resp_t @ phi.T  # (k x n_phi): first and second moments in one product
     acc[0] += resp_t.sum(axis=1)
     acc[1] += moments[:, :d]
-    if covariance_type == "tied":
-        acc[2] += phi[d:].sum(axis=1)
-    elif covariance_type == "spherical":
-        acc[2] += moments[:, d]
-    else:
-        acc[2] += moments[:, d:]
+    ctype.add_second(acc[2], moments[:, d:], phi[d:])
 
 
-def _finish(acc, covariance_type: str, n_rows: int, d: int, log_likelihood: float):
+def _finish(acc, ctype: CovarianceType, n_rows: int, d: int, log_likelihood, entropy=0.0):
     resp_sum, first, second = acc
-    if covariance_type == "full":
-        second = _unpack_symmetric(second, d)
-    elif covariance_type == "tied":
-        second = _unpack_symmetric(second, d)
-    return GaussianStats(n_rows, resp_sum, first, second, float(log_likelihood))
+    second = ctype.unpack_second(second, d)
+    return GaussianStats(n_rows, resp_sum, first, second, float(log_likelihood), float(entropy))
 
 
-def _new_accumulators(covariance_type: str, k: int, d: int):
-    if covariance_type == "full":
-        second = np.zeros((k, d * (d + 1) // 2))
-    elif covariance_type == "tied":
-        second = np.zeros(d * (d + 1) // 2)
-    elif covariance_type == "diag":
-        second = np.zeros((k, d))
-    else:
-        second = np.zeros(k)
-    return [np.zeros(k), np.zeros((k, d)), second]
+def _new_accumulators(ctype: CovarianceType, k: int, d: int):
+    return [np.zeros(k), np.zeros((k, d)), ctype.new_second(k, d)]
 
 
 @np.errstate(invalid="ignore", over="ignore")
@@ -320,18 +262,28 @@ def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianSta
         Moments around ``model.shift`` and the summed log-likelihood.
     """
     n_rows, d = block.shape
-    ctype = model.covariance_type
+    ctype = covariance_type_object(model.covariance_type)
     k, p = model.coef.shape
     acc = _new_accumulators(ctype, k, d)
     rows = block_rows(p, k)
     buffer = np.empty((p, min(rows, n_rows)))
-    log_likelihood = 0.0
-    for lo, hi in _blocks(n_rows, rows):
+    log_likelihood = entropy = 0.0
+    for lo, hi in row_ranges(n_rows, rows):
         phi = _phi(block[lo:hi], model.shift, ctype, buffer[:, : hi - lo])
         resp, log_norm = _normalize_log(_weighted_log_prob_t(phi, model))
         log_likelihood += log_norm.sum()
+        if model.with_entropy:
+            entropy += _sum_r_log_r(resp)
         _accumulate(phi, resp, ctype, d, acc)
-    return _finish(acc, ctype, n_rows, d, log_likelihood)
+    return _finish(acc, ctype, n_rows, d, log_likelihood, entropy)
+
+
+def _sum_r_log_r(resp: np.ndarray) -> float:
+    """``sum r log r`` with ``0 log 0 = 0`` (scikit-learn takes ``exp(log_resp) * log_resp``,
+    whose underflowed terms are 0 too)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = resp * np.log(resp)
+    return float(np.where(resp > 0, terms, 0.0).sum())
 
 
 def _init_resp_t(init: InitResp, lo: int, hi: int) -> np.ndarray | None:
@@ -368,30 +320,39 @@ def _nearest_center_resp(y_t: np.ndarray, centers_shifted: np.ndarray) -> np.nda
 
 
 @np.errstate(invalid="ignore", over="ignore")
-def init_stats(block: np.ndarray, init: InitResp, start: int = 0) -> GaussianStats:
+def init_stats(block: np.ndarray, init: InitResp, start: int = 0, given=None) -> GaussianStats:
     """Sufficient statistics of one chunk under initial responsibilities (see :class:`InitResp`).
 
-    ``log_likelihood`` is 0. ``start`` keys the random stream and the row selection.
+    ``log_likelihood`` is 0. ``start`` keys the random stream and the row selection;
+    ``given`` holds the chunk's rows of given (rows x k) responsibilities (``kind="given"``,
+    see :func:`given_init_stats`).
     """
     n_rows, d = block.shape
-    ctype, k = init.covariance_type, init.n_components
-    p = n_phi(ctype, d)
+    ctype, k = covariance_type_object(init.covariance_type), init.n_components
+    p = d + ctype.n_quadratic(d)
     acc = _new_accumulators(ctype, k, d)
     rows = block_rows(p, k)
     buffer = np.empty((p, min(rows, n_rows)))
     finite = True
-    for lo, hi in _blocks(n_rows, rows):
+    for lo, hi in row_ranges(n_rows, rows):
         phi = _phi(block[lo:hi], init.shift, ctype, buffer[:, : hi - lo])
         # Rows with zero responsibility must not hide NaN: report it through the result.
         finite = finite and bool(np.isfinite(phi[:d]).all())
         if init.kind == "centers":
             resp = _nearest_center_resp(phi[:d], init.centers - init.shift)
+        elif init.kind == "given":
+            resp = np.asarray(given[lo:hi], dtype=np.float64).T
         else:
             resp = _init_resp_t(init, start + lo, start + hi)
-        if resp is None and ctype == "tied":
+        if resp is None and ctype.name == "tied":
             resp = np.zeros((k, hi - lo))  # tied still needs every row's y y^T
         _accumulate(phi, resp, ctype, d, acc)
     return _finish(acc, ctype, n_rows, d, 0.0 if finite else np.nan)
+
+
+def given_init_stats(block: np.ndarray, resp: np.ndarray, init: InitResp, start: int = 0):
+    """:func:`init_stats` for responsibilities given as an array aligned with the rows."""
+    return init_stats(block, init, start, given=resp)
 
 
 @np.errstate(invalid="ignore", over="ignore")
@@ -399,11 +360,12 @@ def estimate_weighted_log_prob(block: np.ndarray, model: Model) -> np.ndarray:
     """(rows x k) ``log w_k + log N(x | mu_k, Sigma_k)`` for every row of ``block``."""
     n_rows = block.shape[0]
     k, p = model.coef.shape
+    ctype = covariance_type_object(model.covariance_type)
     out = np.empty((n_rows, k))
     rows = block_rows(p, k)
     buffer = np.empty((p, min(rows, n_rows)))
-    for lo, hi in _blocks(n_rows, rows):
-        phi = _phi(block[lo:hi], model.shift, model.covariance_type, buffer[:, : hi - lo])
+    for lo, hi in row_ranges(n_rows, rows):
+        phi = _phi(block[lo:hi], model.shift, ctype, buffer[:, : hi - lo])
         out[lo:hi] = _weighted_log_prob_t(phi, model).T
     return out
 
@@ -418,18 +380,27 @@ def _log_resp_and_norm(block: np.ndarray, model: Model):
     return log_resp, log_norm[:, 0]
 
 
+def _raise_at_nonfinite_row(values: np.ndarray, block: np.ndarray) -> None:
+    """Per-row outputs that came out non-finite because of a NaN/inf row name that row."""
+    if np.isfinite(values).all():
+        return
+    row = first_nonfinite_row(block)
+    if row is not None:
+        raise NonFiniteRow(row)
+
+
 def predict_block(block: np.ndarray, model: Model) -> np.ndarray:
-    """Most probable component of each row (int64); -1 for a row holding NaN or infinity."""
+    """Most probable component of each row (int64)."""
     wlp = estimate_weighted_log_prob(block, model)
-    labels = wlp.argmax(axis=1).astype(np.int64)
-    labels[~np.isfinite(wlp.max(axis=1))] = -1
-    return labels
+    _raise_at_nonfinite_row(wlp.max(axis=1), block)
+    return wlp.argmax(axis=1).astype(np.int64)
 
 
 def predict_proba_block(block: np.ndarray, params: tuple[Model, np.dtype]) -> np.ndarray:
     """Responsibilities (rows x k) in the output dtype ``params[1]``."""
     model, dtype = params
-    log_resp, _ = _log_resp_and_norm(block, model)
+    log_resp, log_norm = _log_resp_and_norm(block, model)
+    _raise_at_nonfinite_row(log_norm, block)
     return np.exp(log_resp).astype(dtype, copy=False)
 
 
@@ -437,6 +408,7 @@ def score_samples_block(block: np.ndarray, params: tuple[Model, np.dtype]) -> np
     """``log p(x)`` of each row in the output dtype ``params[1]``."""
     model, dtype = params
     _, log_norm = _log_resp_and_norm(block, model)
+    _raise_at_nonfinite_row(log_norm, block)
     return log_norm.astype(dtype, copy=False)
 
 
