@@ -9,8 +9,6 @@ joins the checked estimators once ``bigclust.KMeans`` is merged.
 from __future__ import annotations
 
 import functools
-import importlib.util
-import pathlib
 import warnings
 
 import dask
@@ -385,17 +383,6 @@ def test_bic_and_aic_pick_the_true_number_of_components():
         sk = SkGaussianMixture(k).fit(X)
         assert gm._n_parameters() == sk._n_parameters()
     assert int(np.argmin(bics)) + 1 == K_COMPONENTS
-
-
-def test_example_model_selection_runs(tmp_path):
-    path = pathlib.Path(__file__).parents[1] / "examples" / "gmm_model_selection.py"
-    spec = importlib.util.spec_from_file_location("gmm_model_selection", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    result = example.main(n_samples=6000, n_features=4, true_components=4, max_components=6,
-                          directory=str(tmp_path))  # fmt: skip
-    assert result["best_bic"] == 4
-    assert len(result["bic"]) == 6 and len(result["aic"]) == 6
 
 
 # --- bad input -------------------------------------------------------------------------------
