@@ -129,11 +129,11 @@ def check_param(name: str, value: Any, kinds: list) -> None:
         return
     options = [k for k in kinds if isinstance(k, Options)]
     if options and isinstance(value, str):
-        valid = ", ".join(
-            [o.describe() for o in options]
-            + [_describe(k) for k in kinds if not isinstance(k, Options)]
-        )
-        raise ValueError(f"unknown {name} {value!r}; valid: {_or(valid)}.")
+        valid = ", ".join(o.describe() for o in options)
+        others = [_describe(k) for k in kinds if not isinstance(k, Options)]
+        if others:
+            valid += ", " + _or(", ".join(others))
+        raise ValueError(f"unknown {name} {value!r}; valid: {valid}.")
     wanted = _or(", ".join(_describe(k) for k in kinds))
     error = TypeError if kinds == ["random_state"] else ValueError
     raise error(f"{name}={value!r} should be {wanted}.")

@@ -394,7 +394,7 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
     ]
     futures = client.scatter(blocks)
     # Chunk i of the array is future i: one alias task per chunk, not a from_delayed and a
-    # concatenate task each (a Lloyd pass on 2 worker processes: 0.25 -> 0.22 s).
+    # concatenate task each (measured: a Lloyd pass on 2 worker processes 12% faster).
     name = "scattered-" + uuid.uuid4().hex
     graph = {(name, i, 0): future for i, future in enumerate(futures)}
     chunks = (tuple(len(block) for block in blocks), (X.shape[1],))
