@@ -24,21 +24,23 @@ BLOB_CENTERS = np.array([[0.2, 2.3], [-1.5, 2.3], [-2.8, 1.8], [-2.8, 2.8], [-2.
 BLOB_STD = np.array([0.4, 0.3, 0.1, 0.1, 0.1])
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
-    """The options every example takes: ``--out``, ``--small`` and ``--workdir``."""
+def parser(doc: str, *, small: bool = True) -> argparse.ArgumentParser:
+    """The options every example takes: ``--out``, ``--workdir`` and (for examples whose
+    size can change) ``--small``."""
     p = argparse.ArgumentParser(
         description=doc.strip().splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="figures", help="directory for the PNG figures")
-    p.add_argument(
-        "--small", action="store_true", help="a few thousand rows: seconds, as the tests run it"
-    )
+    if small:
+        p.add_argument(
+            "--small", action="store_true", help="a few thousand rows: seconds, as the tests run it"
+        )
     p.add_argument(
         "--workdir",
         default=None,
-        help="directory for the data stores the example writes (default: a temporary "
-        "directory, deleted at the end)",
+        help="keep the data stores the example writes in this directory (else a temporary "
+        "one, deleted at the end)",
     )
     return p
 

@@ -39,7 +39,10 @@ def plot_decision_boundaries(plt, km, points, out, resolution=500):
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.contourf(xx, yy, Z, levels=np.arange(km.n_clusters + 1) - 0.5, cmap="Pastel2")
     ax.contour(xx, yy, Z, levels=np.arange(km.n_clusters + 1) - 0.5, colors="k", linewidths=1)
-    ax.plot(points[:, 0], points[:, 1], "k.", markersize=2)
+    dense = len(points) > 5_000
+    ax.plot(
+        points[:, 0], points[:, 1], "k.", markersize=1 if dense else 2, alpha=0.4 if dense else 1
+    )
     c = km.cluster_centers_
     ax.scatter(c[:, 0], c[:, 1], marker="o", s=35, linewidths=8, color="w", zorder=10, alpha=0.9)
     ax.scatter(c[:, 0], c[:, 1], marker="x", s=8, linewidths=12, color="k", zorder=11)

@@ -60,7 +60,7 @@ def plot_representatives(plt, images, labels, out):
 
 def main(argv=None) -> dict:
     """Run the example; returns the accuracies and the figure."""
-    p = _common.parser(__doc__)
+    p = _common.parser(__doc__, small=False)  # the digits are small already
     p.add_argument("--n-clusters", type=int, default=50, help="clusters = labels paid for")
     args = p.parse_args(argv)
     k = args.n_clusters
