@@ -24,6 +24,7 @@ import contextlib
 import functools
 import itertools
 import math
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,12 +47,14 @@ __all__ = [
     "active_client",
     "combine",
     "keep_in_memory",
+    "place",
     "chunk_totals",
     "compute",
     "map_blocks_lazy",
     "map_reduce",
     "map_rows",
     "read_block",
+    "run_together",
     "take_rows",
     "stream_fold",
 ]
@@ -230,6 +233,13 @@ def map_reduce(
         return _reduce_in_process(kernel, X, aligned, params, check_finite, what)
     if X.ndim != 2 or len(X.chunks[1]) != 1:
         raise ValueError("map_reduce needs a 2-D array with all columns in one chunk.")
+    shared = getattr(_thread, "shared_passes", None)
+    if shared is not None:  # inside run_together: this pass joins the others' next pass
+        return shared.submit(_Request(kernel, X, aligned, params, check_finite, what, split_every))
+    return _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every)
+
+
+def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every):
     offsets = _row_offsets(X.chunks[0])
     blocks = X.to_delayed().ravel()
     aligned_blocks = _aligned_blocks(X, aligned)
@@ -243,13 +253,161 @@ def map_reduce(
     return result.stats
 
 
+# --- shared passes ---------------------------------------------------------------------------
+#
+# Several fits over the same data can share their passes: each fit runs in its own thread,
+# unchanged; its map_reduce calls wait at a barrier until every fit still running is waiting
+# too, and then the waiting requests over the same array run as ONE pass whose task per chunk
+# applies every request's kernel to the chunk in turn. Each request's statistics are combined
+# in the same tree as alone, so every fit's result is bitwise the one it gets alone; a fit that
+# has converged has left, so the others' passes go on without it.
+
+_thread = threading.local()
+
+
+class _Request:
+    __slots__ = (
+        "X",
+        "aligned",
+        "check_finite",
+        "done",
+        "error",
+        "kernel",
+        "params",
+        "result",
+        "split_every",
+        "what",
+    )  # fmt: skip
+
+    def __init__(self, kernel, X, aligned, params, check_finite, what, split_every):
+        self.kernel, self.X, self.aligned, self.params = kernel, X, tuple(aligned), params
+        self.check_finite, self.what, self.split_every = check_finite, what, split_every
+        self.result = self.error = None
+        self.done = threading.Event()
+
+    def group(self) -> tuple:
+        """Requests with the same key read the same chunks: one pass serves them all."""
+        names = tuple(getattr(a, "name", id(a)) for a in self.aligned)
+        return (self.X.name, self.X.chunks, names, self.split_every)
+
+
+class _SharedPasses:
+    def __init__(self, n_fits: int):
+        self.changed = threading.Condition()
+        self.running = n_fits  # fits not finished
+        self.waiting: list[_Request] = []
+        self.passes = 0  # shared passes run (for tests and benchmarks)
+
+    def submit(self, request: _Request):
+        with self.changed:
+            self.waiting.append(request)
+            self.changed.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def finished(self) -> None:
+        with self.changed:
+            self.running -= 1
+            self.changed.notify_all()
+
+    def serve(self) -> None:
+        """Run shared passes until every fit has finished (on the calling thread)."""
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: len(self.waiting) >= self.running)
+                if self.running == 0 and not self.waiting:
+                    return
+                batch, self.waiting = self.waiting, []
+            groups: dict = {}
+            for request in batch:
+                groups.setdefault(request.group(), []).append(request)
+            for requests in groups.values():
+                self.passes += 1
+                _run_shared_pass(requests)
+
+
+def _run_many(block, *rest):
+    """One chunk, every request's kernel: a tuple of their partial statistics."""
+    *aligned, specs, start = rest
+    return tuple(_run_kernel(kernel, check, block, *aligned, params, start)
+                 for kernel, check, params in specs)  # fmt: skip
+
+
+def _run_shared_pass(requests: list[_Request]) -> None:
+    first = requests[0]
+    specs = tuple((r.kernel, r.check_finite, r.params) for r in requests)
+    try:
+        partials = _map_reduce_now(
+            _run_many, first.X, first.aligned, specs, False, first.what, first.split_every
+        )
+    except BaseException as error:
+        for request in requests:
+            request.error = error
+            request.done.set()
+        return
+    for request, partial in zip(requests, partials, strict=True):
+        if partial.bad is not None:
+            row, lo, hi = partial.bad
+            request.error = NonFiniteInputError(request.what, row, (lo, hi))
+        else:
+            request.result = partial.stats
+        request.done.set()
+
+
+def run_together(
+    tasks: Sequence[Callable[[], Any]],
+) -> tuple[list[Any], list[BaseException | None], int]:
+    """Run ``tasks`` (e.g. several estimators' ``fit`` on the same data), sharing their passes.
+
+    Each task runs in its own thread; its :func:`map_reduce` passes over the same Dask array
+    run together, one read of every chunk per shared pass (see the comment above). Passes
+    over in-memory data, per-row outputs and small reads run on their own.
+
+    Returns
+    -------
+    results : list
+        What each task returned (``None`` where it raised).
+    errors : list
+        The exception each task raised, or ``None``.
+    passes : int
+        Shared passes run.
+    """
+    shared = _SharedPasses(len(tasks))
+    results: list[Any] = [None] * len(tasks)
+    errors: list[BaseException | None] = [None] * len(tasks)
+
+    def run(i):
+        _thread.shared_passes = shared
+        try:
+            results[i] = tasks[i]()
+        except BaseException as error:
+            errors[i] = error
+        finally:
+            _thread.shared_passes = None
+            shared.finished()
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"bigclust-fit-{i}", daemon=True)
+               for i in range(len(tasks))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    shared.serve()
+    for thread in threads:
+        thread.join()
+    return results, errors, shared.passes
+
+
 def _reduce_in_process(kernel, X, aligned, params, check_finite, what):
     """An in-memory sample is one chunk, reduced here: no graph, no scheduler."""
     aligned = [np.asarray(a) for a in aligned]
     for a in aligned:
         if a.ndim == 0 or a.shape[0] != X.shape[0]:
             raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
-    result = _run_kernel(kernel, check_finite, X, *aligned, params, 0)
+    # One BLAS thread: a small pass gains nothing from BLAS threads, which cost far more than
+    # they save when the machine is busy (measured: 2 blocks of 16k rows 40 ms vs 1 ms).
+    with single_blas_thread():
+        result = _run_kernel(kernel, check_finite, X, *aligned, params, 0)
     if result.bad is not None:
         row, lo, hi = result.bad
         raise NonFiniteInputError(what, row, (lo, hi))
@@ -294,6 +452,9 @@ def map_rows(
     A kernel that meets a non-finite row raises ``bigclust._errors.NonFiniteRow(local_row)``;
     the user sees :class:`NonFiniteInputError` naming the global row.
     """
+    if isinstance(X, np.ndarray):  # placed in process (see place)
+        out = _run_rowwise(X, params, kernel, what, 0)
+        return out if numpy_out else da.from_array(out, chunks=out.shape)
     if numpy_out and in_memory is not None:
         parts = []
         for lo, hi in itertools.pairwise(_row_offsets(X.chunks[0])):
@@ -331,6 +492,8 @@ def take_rows(X: da.Array, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
     """Rows of ``X`` by global index, in the order given, reading only the chunks that hold
     them."""
     rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(X, np.ndarray):
+        return np.asarray(X[rows], dtype=dtype)
     order = np.argsort(rows, kind="stable")
     with _blas_limited():
         (picked,) = dask.compute(X[rows[order]])
@@ -374,6 +537,26 @@ def active_client():
 #: 256 MB on 2 worker processes took 0.25 s in 8 chunks, 0.31 s in 16 and 0.41 s in 32.
 SCATTER_CHUNKS_PER_THREAD = 4
 SCATTER_MAX_CHUNK_BYTES = 128 * 2**20
+
+
+#: In-memory data up to this size run every pass in this process, as one chunk, without a
+#: Dask graph (and without a round trip to a cluster when a client is active): below it, a
+#: pass's scheduling costs more than its arithmetic (benchmarks/bench_small.py).
+SMALL_DATA_BYTES = 8 * 2**20
+
+
+def place(inp) -> da.Array | np.ndarray:
+    """Where a fit's passes run, for a :class:`bigclust._input.Input`: in this process for
+    small in-memory data (the NumPy array itself, one chunk: the same kernels, the same
+    result as a one-chunk Dask array), on the workers for in-memory data with a distributed
+    client (scattered once, :func:`keep_in_memory`), else over the data as they are (streamed
+    from their store)."""
+    X, in_memory = inp.data, inp.in_memory
+    if inp.placed:
+        return X
+    if in_memory is not None and X.nbytes <= SMALL_DATA_BYTES:
+        return np.ascontiguousarray(in_memory, dtype=X.dtype)
+    return keep_in_memory(X, in_memory)
 
 
 def keep_in_memory(X: da.Array, source: Any) -> da.Array:

@@ -14,7 +14,7 @@ from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster._base import CentroidEstimator
-from bigclust.driver import keep_in_memory, map_reduce
+from bigclust.driver import map_reduce, place
 
 __all__ = ["KMeans"]
 
@@ -135,7 +135,7 @@ class KMeans(CentroidEstimator):
         inp = read_input(X)
         check_min_samples(inp, self.n_clusters, "n_clusters", self.n_clusters)
         self._check_init_array(inp.shape[1])
-        data = keep_in_memory(inp.data, inp.in_memory)
+        data = place(inp)
         weights = read_sample_weight(sample_weight, inp)
         seed = _random.seed_from(self.random_state)
 

@@ -29,8 +29,8 @@ from bigclust.driver import (
     NonFiniteInputError,
     active_client,
     compute,
-    keep_in_memory,
     map_reduce,
+    place,
     read_block,
     stream_fold,
     take_rows,
@@ -303,7 +303,7 @@ class MiniBatchKMeans(CentroidEstimator):
         inp = read_input(X)
         n, d = inp.shape
         self._check_params(n, d)
-        data = keep_in_memory(inp.data, inp.in_memory)
+        data = place(inp)
         weights = read_sample_weight(sample_weight, inp)
         seed = _random.seed_from(self.random_state)
         centers = self._fit_init(data, weights, seed)
@@ -335,8 +335,10 @@ class MiniBatchKMeans(CentroidEstimator):
                     if needed <= 0:
                         return
 
-        in_memory = inp.in_memory is not None and active_client() is None
-        source = np.asarray(inp.in_memory, dtype=data.dtype) if in_memory else data
+        source = data  # in process, on the cluster, or streamed (see driver.place)
+        if not isinstance(data, np.ndarray) and inp.in_memory is not None:
+            if active_client() is None:  # large in-memory data: sliced here, not by Dask
+                source = np.asarray(inp.in_memory, dtype=data.dtype)
         source_w = weights
         state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
         folds = stream_fold(

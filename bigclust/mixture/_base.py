@@ -45,7 +45,7 @@ from bigclust._input import (
 from bigclust._params import Interval, Options, validate_params
 from bigclust._random import Key
 from bigclust.cluster import _init
-from bigclust.driver import keep_in_memory, map_reduce, map_rows, take_rows
+from bigclust.driver import map_reduce, map_rows, place, take_rows
 from bigclust.mixture import _kernels
 from bigclust.mixture._covariance import COVARIANCE_TYPES, CovarianceType, covariance_type
 from bigclust.mixture._kernels import GaussianStats, InitResp, Model
@@ -132,7 +132,7 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._dtype = inp.data.dtype
         self._ctype = covariance_type(self.covariance_type)
         self._check_parameters(inp.shape[1])
-        data = keep_in_memory(inp.data, inp.in_memory)
+        data = place(inp)
         self._fit_loop(data, self._given_responsibilities(inp))
         record_features(self, inp)
         return self
