@@ -3,7 +3,9 @@
 The "Hands-On Machine Learning" clustering notebook (chapter 9) fits ``KMeans(5)`` to 2,000
 points in memory. Here the same five blobs are written to a Zarr store (2,000,000 rows by
 default, chunk by chunk, never whole in memory) and every fit reads them from the store, one
-pass per iteration. What stays small stays NumPy: ``predict`` on a grid of points in memory
+pass per iteration; the ten models of the elbow curve are fitted together
+(``bigclust.model_selection.sweep``), each pass reading the store once for all of them. What
+stays small stays NumPy: ``predict`` on a grid of points in memory
 returns NumPy labels (the decision boundaries), while ``labels_`` of the store is lazy.
 
 Run::
@@ -22,6 +24,7 @@ import dask
 import numpy as np
 
 import bigclust
+from bigclust.model_selection import sweep
 
 K_RANGE = range(1, 11)
 
@@ -95,12 +98,12 @@ def main(argv=None) -> dict:
         )
         boundaries = plot_decision_boundaries(plt, km, points, args.out)
 
-        inertias = []
+        # Ten models in shared passes: each pass reads every chunk once for all of them.
+        models = sweep(bigclust.KMeans(random_state=42), {"n_clusters": K_RANGE}, store)
+        inertias = [row["inertia"] for row in models.rows]
         print(" k     inertia  iterations")
-        for k in K_RANGE:
-            model = bigclust.KMeans(n_clusters=k, random_state=42).fit(store)
-            inertias.append(model.inertia_)
-            print(f"{k:2d} {model.inertia_:11.6g} {model.n_iter_:11d}")
+        for row in models.rows:
+            print(f"{row['n_clusters']:2d} {row['inertia']:11.6g} {row['n_iter']:11d}")
         elbow = plot_elbow(plt, list(K_RANGE), inertias, args.out)
 
     return {
