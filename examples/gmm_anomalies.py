@@ -80,10 +80,13 @@ def plot_anomalies(plt, gm, points, anomalies, threshold, n_flagged, out, resolu
     ax.contourf(xx, yy, Z, norm=LogNorm(vmin=1.0, vmax=30.0), levels=levels, cmap="viridis_r")
     ax.contour(xx, yy, Z, norm=LogNorm(vmin=1.0, vmax=30.0), levels=levels, colors="k",
                linewidths=0.5)  # fmt: skip
-    ax.contour(xx, yy, -Z, levels=[threshold], colors="r", linewidths=1.5, linestyles="dashed")
+
     ax.plot(points[:, 0], points[:, 1], "k.", markersize=2, label=f"rows ({len(points):,} shown)")
-    ax.scatter(anomalies[:, 0], anomalies[:, 1], color="r", marker="*", s=60, zorder=5,
+    ax.scatter(anomalies[:, 0], anomalies[:, 1], color="r", marker="*", zorder=5,
+               s=60 if len(anomalies) <= 200 else 15,
                label=f"anomalies ({len(anomalies):,} of {n_flagged:,} shown)")  # fmt: skip
+    ax.contour(xx, yy, -Z, levels=[threshold], colors="w", linewidths=1.5, linestyles="dashed",
+               zorder=6)  # fmt: skip
     means = gm.means_
     ax.scatter(means[:, 0], means[:, 1], marker="x", s=80, linewidths=3, color="w", zorder=6)
     ax.set_xlabel("$x_1$")
@@ -91,7 +94,7 @@ def plot_anomalies(plt, gm, points, anomalies, threshold, n_flagged, out, resolu
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     ax.set_title(
         f"GaussianMixture({gm.n_components}): rows below the {DENSITY_PERCENT}% density "
-        "threshold (red dashes)"
+        "threshold (white dashes)"
     )
     return _common.save(fig, out, "gmm_anomalies.png")
 
