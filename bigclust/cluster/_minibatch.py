@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from bigclust import _random
+from bigclust._persist import ModelFileMixin
 from bigclust._input import (
     check_n_features,
     read_input,
@@ -52,7 +53,7 @@ def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int
     return int(min(n_samples, max(rows, batch_size)))
 
 
-class MiniBatchKMeans(CentroidEstimator):
+class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
     """Mini-batch K-Means: scikit-learn's updates, with batches streamed from chunked data.
 
     Each step assigns a batch to the nearest centers and moves every center that received
