@@ -15,7 +15,7 @@ import time
 import dask
 import numpy as np
 
-from bigclust.cli._outputs import check_output
+from bigclust.cli._outputs import UsageError, check_output
 from bigclust.cli._scheduler import add_scheduler_arguments, connect
 from bigclust.datasets import make_blobs
 
@@ -57,7 +57,7 @@ class Demo:
 
         for name in ("n_samples", "n_features", "centers", "n_clusters"):
             if getattr(args, name) < 1:
-                raise ValueError(
+                raise UsageError(
                     f"--{name.replace('_', '-')}={getattr(args, name)} should be >= 1."
                 )
         root = args.model or tempfile.mkdtemp(prefix="bigclust-demo-")

@@ -104,7 +104,7 @@ def add_estimator_arguments(parser: argparse.ArgumentParser, cls) -> None:
             options["action"] = argparse.BooleanOptionalAction
         else:
             options["type"] = _value_parser(name, kind, default)
-            options["metavar"] = _metavar(kind, default)
+            options["metavar"] = _metavar(kind, default) or name.upper()
         group.add_argument(*flags, **options)
 
 

@@ -115,7 +115,7 @@ def connect(args, *, quiet: bool = False):
     if kind in ("threads", "synchronous"):
         threads = getattr(args, "threads", None)
         if threads is not None and threads < 1:
-            raise ValueError(f"--threads={threads} should be >= 1.")
+            raise UsageError(f"--threads={threads} should be >= 1.")
         settings = {"scheduler": kind}
         if threads:
             settings["num_workers"] = threads
@@ -129,7 +129,7 @@ def connect(args, *, quiet: bool = False):
     if kind == "local":
         for name in ("workers", "threads_per_worker"):
             if getattr(args, name) < 1:
-                raise ValueError(
+                raise UsageError(
                     f"--{name.replace('_', '-')}={getattr(args, name)} should be >= 1."
                 )
         # Loopback only, on a free port: the dashboard is never public, and the default
