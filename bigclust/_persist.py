@@ -530,7 +530,8 @@ def save(
         Replace an existing model directory at ``path`` (never a directory of other files).
     fingerprint : dict, optional
         The training data's fingerprint (see :func:`data_fingerprint`), recorded in
-        ``model.json``; by default what the model knows (number of features, dtype).
+        ``model.json``; by default none is recorded (the number of features and the dtype
+        always are).
     storage_options : dict, optional
         Passed to fsspec (credentials, endpoint) for URLs.
 
