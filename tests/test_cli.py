@@ -346,3 +346,25 @@ def test_the_installed_entry_point_reports_errors_in_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.startswith("bigclust fit gmm: error: ") and done.stderr.count("\n") == 1
+
+
+def test_a_failed_write_leaves_no_output_and_no_temporary(tmp_path, monkeypatch, capsys):
+    from bigclust.cli import _outputs
+
+    data = _store(tmp_path)
+    model = str(tmp_path / "m")
+    assert main(["fit", "kmeans", "--input", data, "--model", model, "--n-clusters", "2",
+                 "--scheduler", "threads"]) == 0  # fmt: skip
+
+    def crash(*args, **kwargs):
+        raise OSError("worker lost")
+
+    monkeypatch.setattr(_outputs.dask, "compute", crash)
+    argv = ["predict", "--model", model, "--input", data, "--output", str(tmp_path / "l.zarr")]
+    code, line = _run_error([*argv, "--transform-output", str(tmp_path / "d.zarr"),
+                             "--scheduler", "threads"], capsys)  # fmt: skip
+    assert code == 1 and "worker lost" in line
+    monkeypatch.setattr(_commands, "write_zarr", crash)
+    code, line = _run_error(["make-blobs", str(tmp_path / "b.zarr"), "--no-progress"], capsys)
+    assert code == 1 and "worker lost" in line
+    assert sorted(os.listdir(tmp_path)) == ["data.zarr", "m"]

@@ -25,6 +25,7 @@ from bigclust.cli._commands import (
     Score,
 )
 from bigclust.cli._demo import Demo
+from bigclust.cli._options import DEST
 from bigclust.cli._outputs import UsageError
 
 __all__ = ["COMMANDS", "EXIT_DATA", "EXIT_USAGE", "MAKE_BLOBS_THREADS", "build_parser", "main"]
@@ -53,9 +54,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):  # no "(default: None)" on options without one
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help
+    def _get_help_string(self, action):
+        if action.default is None and action.dest.startswith(DEST):
+            return f"{action.help} (default: none)"  # an estimator's None, typed as "none"
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help  # options without a default value
         return super()._get_help_string(action)
 
 

@@ -87,6 +87,18 @@ def _metavar(kind: str, default: Any) -> str | None:
     return None
 
 
+def _help_text(kind: str, text: str) -> str:
+    """The first sentence of the description, without reST markup; a description that is a
+    list (one item per choice) becomes the list of accepted values."""
+    type_part = kind.split(", default=")[0]
+    if text.startswith("-") or not text:
+        choices = re.findall(r'"([^"]+)"', type_part)
+        text = "one of " + ", ".join(choices) if choices else type_part
+    if "array" in type_part:
+        text = text.rstrip(".") + "; an array as a .npy file"
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+
+
 def add_estimator_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One option per parameter of ``cls``, with the estimator's default."""
     docs = parameter_docs(cls)
@@ -96,6 +108,7 @@ def add_estimator_arguments(parser: argparse.ArgumentParser, cls) -> None:
             continue
         default = param.default
         kind, text = docs.get(name, ("", ""))
+        text = _help_text(kind, text)
         flags = [f"--{name.replace('_', '-')}"]
         if name == "random_state":
             flags.append("--seed")
