@@ -396,3 +396,17 @@ def test_write_state_read_state_round_trip_and_replace(where, tmp_path):
         read_state(path, format="test-ckpt", versions=(2,))
     with pytest.raises(ValueError, match="array name"):
         write_state(path, {}, {"../x": np.zeros(1)}, format="test-ckpt", version=1)
+
+
+def test_feature_names_survive_the_round_trip(tmp_path):
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(X, columns=["a", "b", "c"])
+    model = GaussianMixture(2, random_state=0).fit(frame)
+    save(model, tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert list(loaded.feature_names_in_) == ["a", "b", "c"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(frame.rename(columns={"a": "z"}))
