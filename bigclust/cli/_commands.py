@@ -145,8 +145,11 @@ class Fit:
         options = parse_storage_options(args.storage_option)
         estimator = estimator_from_args(cls, args)
         labels_output = getattr(args, "labels_output", None)
-        if labels_output and not _persist.declaration(cls).has_labels:
-            raise UsageError(f"--labels-output: {cls.__name__} has no labels_.")
+        wants_labels = labels_output or getattr(args, "save_labels", False)
+        if wants_labels and not _persist.declaration(cls).has_labels:
+            raise UsageError(f"--labels-output/--save-labels: {cls.__name__} has no labels_.")
+        if wants_labels and getattr(estimator, "compute_labels", True) is False:
+            raise UsageError("--labels-output/--save-labels need labels: drop --no-compute-labels.")
         outputs = {
             "--model": args.model,
             "--labels-output": labels_output,
