@@ -166,8 +166,11 @@ def _get_gmm_state(model):
 
 
 def _set_gmm_state(model, state):
+    from bigclust.mixture._covariance import covariance_type
+
     dtype = state.get("dtype", model.means_.dtype.name)
     model._dtype = np.dtype(dtype)
+    model._ctype = covariance_type(model.covariance_type)
     if all(f"params_{name}" in state for name in _GMM_PARAMS):
         model._params = tuple(state[f"params_{name}"] for name in _GMM_PARAMS)
     else:

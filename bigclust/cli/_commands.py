@@ -53,20 +53,18 @@ def open_input(path: str, storage_options: dict):
 
 
 def check_params(estimator, n_samples: int, n_features: int) -> None:
-    """The estimator's parameter checks, run before any pass over the data (exit 2).
+    """The estimator's declared parameter checks and those that need only the data's shape,
+    before any pass over the data: their errors are usage errors (exit 2)."""
+    from bigclust._params import validate_params
 
-    Until the estimators share one constraint table, this calls each one's own check.
-    """
+    k_param = _persist.declaration(estimator).k_param
+    k = getattr(estimator, k_param)
     try:
-        if hasattr(estimator, "_check_params"):  # KMeans, MiniBatchKMeans
-            estimator._check_params(n_samples, n_features)
-        else:  # mixtures
-            estimator._validate_params()
-            estimator._check_parameters(n_features)
-            if n_samples < estimator.n_components:
-                raise ValueError(
-                    f"n_samples={n_samples} should be >= n_components={estimator.n_components}."
-                )
+        validate_params(estimator)
+        if n_samples < k:
+            raise ValueError(f"n_samples={n_samples} should be >= {k_param}={k}.")
+        if hasattr(estimator, "_check_init_array"):  # an explicit init of the wrong shape
+            estimator._check_init_array(n_features)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 

@@ -1,19 +1,24 @@
-"""Estimator options generated from each estimator's signature and numpydoc docstring.
+"""Estimator options generated from each estimator's signature, parameter constraints and
+numpydoc docstring.
 
 Every parameter of the estimator's ``__init__`` becomes ``--name-with-dashes`` with the
-estimator's own default; the docstring's type line decides what a value may be (its
-``{"a", "b"}`` choices, ``int``, ``float``, ``None``, an ``array-like`` given as a ``.npy``
-file) and its first sentence is the help. A new estimator or parameter needs no CLI code.
+estimator's own default; its declared constraints (``_parameter_constraints``) decide what a
+value may be (named options, ints, numbers, ``none``, an array given as a ``.npy`` file, a
+flag for booleans), and the first sentence of its docstring entry is the help. A new
+estimator or parameter needs no CLI code.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import numbers
 import re
 from typing import Any
 
 import numpy as np
+
+from bigclust._params import Interval, Options
 
 #: Parameters that make no sense for a fit from the command line.
 SKIPPED = frozenset({"warm_start"})
@@ -40,14 +45,15 @@ def parameter_docs(cls) -> dict[str, tuple[str, str]]:
     }
 
 
-def _value_parser(name: str, kind: str, default: Any):
-    """The argparse ``type`` for one parameter, from its numpydoc type line."""
-    type_part = kind.split(", default=")[0]
-    choices = re.findall(r'"([^"]+)"', type_part)
-    allows_none = default is None or "None" in type_part
-    allows_int = re.search(r"\bint\b", type_part) is not None
-    allows_float = re.search(r"\bfloat\b", type_part) is not None
-    allows_array = "array" in type_part
+def _value_parser(name: str, kinds: list):
+    """The argparse ``type`` for one parameter, from its declared constraints (see
+    :mod:`bigclust._params`): named options, ints, numbers, ``none``, a ``.npy`` array."""
+    choices = [v for k in kinds if isinstance(k, Options) for v in k.values if isinstance(v, str)]
+    intervals = [k for k in kinds if isinstance(k, Interval)]
+    allows_int = "random_state" in kinds or any(k.type is numbers.Integral for k in intervals)
+    allows_float = any(k.type is numbers.Real for k in intervals)
+    allows_none = None in kinds or "random_state" in kinds
+    allows_array = "array-like" in kinds
 
     def parse(text: str):
         if text in choices:
@@ -80,11 +86,10 @@ def _value_parser(name: str, kind: str, default: Any):
     return parse
 
 
-def _metavar(kind: str, default: Any) -> str | None:
-    choices = re.findall(r'"([^"]+)"', kind.split(", default=")[0])
-    if choices and not re.search(r"\b(int|float|array)", kind):
-        return "{" + ",".join(choices) + "}"
-    return None
+def _metavar(name: str, kinds: list) -> str:
+    if all(isinstance(k, Options) for k in kinds):
+        return "{" + ",".join(str(v) for k in kinds for v in k.values) + "}"
+    return name.upper()
 
 
 def _help_text(kind: str, text: str) -> str:
@@ -102,6 +107,7 @@ def _help_text(kind: str, text: str) -> str:
 def add_estimator_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One option per parameter of ``cls``, with the estimator's default."""
     docs = parameter_docs(cls)
+    constraints = cls._parameter_constraints
     group = parser.add_argument_group(f"{cls.__name__} parameters")
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or name in SKIPPED or param.kind is param.VAR_KEYWORD:
@@ -113,11 +119,12 @@ def add_estimator_arguments(parser: argparse.ArgumentParser, cls) -> None:
         if name == "random_state":
             flags.append("--seed")
         options: dict[str, Any] = {"dest": DEST + name, "default": default, "help": text or name}
-        if isinstance(default, bool):
+        kinds = constraints.get(name, [])
+        if kinds == ["boolean"]:
             options["action"] = argparse.BooleanOptionalAction
         else:
-            options["type"] = _value_parser(name, kind, default)
-            options["metavar"] = _metavar(kind, default) or name.upper()
+            options["type"] = _value_parser(name, kinds)
+            options["metavar"] = _metavar(name, kinds)
         group.add_argument(*flags, **options)
 
 

@@ -8,9 +8,9 @@ from typing import ClassVar
 import numpy as np
 
 from bigclust import _random
-from bigclust._persist import ModelFileMixin
 from bigclust._input import check_min_samples, read_input, read_sample_weight, record_features
 from bigclust._params import Interval, validate_params
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern

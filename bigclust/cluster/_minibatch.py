@@ -12,7 +12,6 @@ from typing import ClassVar
 import numpy as np
 
 from bigclust import _random
-from bigclust._persist import ModelFileMixin
 from bigclust._input import (
     check_n_features,
     read_input,
@@ -20,6 +19,7 @@ from bigclust._input import (
     record_features,
 )
 from bigclust._params import Interval, validate_params
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust._rows import first_nonfinite_row
 from bigclust.cluster import _init

@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from bigclust import _random
-from bigclust._persist import ModelFileMixin
 from bigclust._input import read_input
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust.mixture._base import BaseMixture
 from bigclust.mixture._covariance import estimate_gaussian_parameters
