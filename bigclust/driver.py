@@ -125,7 +125,35 @@ def _row_offsets(chunks: Sequence[int]) -> list[int]:
     return [0, *np.cumsum(chunks).tolist()]
 
 
-def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray]:
+class _Chunks:
+    """An array's optimized graph and its chunks' keys, in row order.
+
+    Optimizing a graph costs the client tens of microseconds per chunk (seconds for a pass
+    over 62,500 chunks, ``benchmarks/bench_scale.py``), and every iteration passes over the
+    same array: it is done once per array and kept on the array object itself, so it lives
+    exactly as long as the array (never keeping the futures of a persisted one alive).
+    """
+
+    __slots__ = ("graph", "keys", "name")
+
+    def __init__(self, X: da.Array):
+        keys = list(dask.core.flatten(X.__dask_keys__()))
+        optimized = X.__dask_optimize__(X.__dask_graph__(), keys)
+        self.name = f"chunks-{X.name}"
+        if not isinstance(optimized, HighLevelGraph):
+            optimized = HighLevelGraph.from_collections(self.name, dict(optimized))
+        self.graph, self.keys = optimized, keys
+
+
+def _chunks_of(X: da.Array) -> _Chunks:
+    found = getattr(X, "_bigclust_chunks", None)
+    if found is None or found.name != f"chunks-{X.name}":
+        found = _Chunks(X)
+        X._bigclust_chunks = found
+    return found
+
+
+def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[_Chunks]:
     blocks = []
     for a in aligned:
         if not isinstance(a, da.Array):
@@ -136,11 +164,11 @@ def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray
         target = {0: X.chunks[0], **{axis: -1 for axis in range(1, a.ndim)}}
         if a.chunks[0] != X.chunks[0] or any(len(c) > 1 for c in a.chunks[1:]):
             a = a.rechunk(target)
-        blocks.append(a.to_delayed().ravel())
+        blocks.append(_chunks_of(a))
     return blocks
 
 
-def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every):
+def _tree_graph(kernel, check_finite, data, aligned_data, shared, offsets, split_every):
     """One graph layer: a kernel task per block, then a tree of combine tasks.
 
     Built as one dict rather than one ``dask.delayed`` call per block: a delayed call
@@ -156,16 +184,17 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
     name = f"map-reduce-{uuid.uuid4().hex}"
     layer: dict = {}
     keys = []
-    for i, block in enumerate(blocks):
+    params_ref = TaskRef(shared.key)
+    for i, block in enumerate(data.keys):
         key = (name, 0, i)
         layer[key] = Task(
             key,
             _run_kernel,
             kernel,
             check_finite,
-            TaskRef(block.key),
-            *(TaskRef(a[i].key) for a in aligned_blocks),
-            TaskRef(shared.key),
+            TaskRef(block),
+            *(TaskRef(a.keys[i]) for a in aligned_data),
+            params_ref,
             offsets[i],
         )
         keys.append(key)
@@ -178,9 +207,12 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
             key = (name, level, j)
             layer[key] = Task(key, _combine_many, *(TaskRef(k) for k in group))
             keys.append(key)
-    dependencies = [blocks[0], *(a[0] for a in aligned_blocks), shared]
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
-    return Delayed(keys[0], graph, layer=name)
+    graph = HighLevelGraph.merge(
+        data.graph, *(a.graph for a in aligned_data), shared.__dask_graph__()
+    )
+    layers = {**graph.layers, name: layer}
+    dependencies = {**graph.dependencies, name: set(graph.layers)}
+    return Delayed(keys[0], HighLevelGraph(layers, dependencies), layer=name)
 
 
 def _broadcast(params: Any):
@@ -241,10 +273,11 @@ def map_reduce(
 
 def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every):
     offsets = _row_offsets(X.chunks[0])
-    blocks = X.to_delayed().ravel()
-    aligned_blocks = _aligned_blocks(X, aligned)
+    aligned_data = _aligned_blocks(X, aligned)
     shared = _broadcast(params)
-    total = _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
+    total = _tree_graph(
+        kernel, check_finite, _chunks_of(X), aligned_data, shared, offsets, split_every
+    )
     with _blas_limited():
         (result,) = dask.compute(total)
     if result.bad is not None:

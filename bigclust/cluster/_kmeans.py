@@ -10,6 +10,7 @@ import numpy as np
 from bigclust import _random
 from bigclust._input import check_min_samples, read_input, read_sample_weight, record_features
 from bigclust._params import Interval, validate_params
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
@@ -19,7 +20,7 @@ from bigclust.driver import map_reduce, place
 __all__ = ["KMeans"]
 
 
-class KMeans(CentroidEstimator):
+class KMeans(ModelFileMixin, CentroidEstimator):
     """K-Means clustering by Lloyd's algorithm, one pass over chunked data per iteration.
 
     Gives scikit-learn's ``KMeans(algorithm="lloyd")`` answer for the same data and initial

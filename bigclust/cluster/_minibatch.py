@@ -19,6 +19,7 @@ from bigclust._input import (
     record_features,
 )
 from bigclust._params import Interval, validate_params
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust._rows import first_nonfinite_row
 from bigclust.cluster import _init
@@ -52,7 +53,7 @@ def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int
     return int(min(n_samples, max(rows, batch_size)))
 
 
-class MiniBatchKMeans(CentroidEstimator):
+class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
     """Mini-batch K-Means: scikit-learn's updates, with batches streamed from chunked data.
 
     Each step assigns a batch to the nearest centers and moves every center that received

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigclust import _random
 from bigclust._input import read_input
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust.mixture._base import BaseMixture
 from bigclust.mixture._covariance import estimate_gaussian_parameters
@@ -57,7 +58,7 @@ def _check_means(means, n_components, n_features):
     return means
 
 
-class GaussianMixture(BaseMixture):
+class GaussianMixture(ModelFileMixin, BaseMixture):
     """Gaussian mixture fitted by EM on data of any size, with scikit-learn's API.
 
     Every EM iteration is one pass over the data: each chunk's E-step (in log space, through
