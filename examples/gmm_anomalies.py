@@ -25,7 +25,7 @@ red stars) and ``gmm_bic_aic.png`` (BIC and AIC against k).
 
 from __future__ import annotations
 
-import _common  # examples/_common.py, beside this script
+import _example_kit as kit  # examples/_example_kit.py, beside this script
 import dask
 import dask.array as da
 import numpy as np
@@ -96,7 +96,7 @@ def plot_anomalies(plt, gm, points, anomalies, threshold, n_flagged, out, resolu
         f"GaussianMixture({gm.n_components}): rows below the {DENSITY_PERCENT}% density "
         "threshold (white dashes)"
     )
-    return _common.save(fig, out, "gmm_anomalies.png")
+    return kit.save(fig, out, "gmm_anomalies.png")
 
 
 def plot_criteria(plt, bic, aic, out):
@@ -112,12 +112,12 @@ def plot_criteria(plt, bic, aic, out):
     ax.legend()
     ax.grid(True)
     ax.set_title("BIC and AIC of GaussianMixture(k) on the Zarr store")
-    return _common.save(fig, out, "gmm_bic_aic.png")
+    return kit.save(fig, out, "gmm_bic_aic.png")
 
 
 def main(argv=None) -> dict:
     """Run the example; returns the threshold, the anomalies, the criteria and the figures."""
-    p = _common.parser(__doc__)
+    p = kit.parser(__doc__)
     p.add_argument("--n-samples", type=int, default=None, help="rows (default 2,000,000)")
     p.add_argument("--n-init", type=int, default=1, help="initialisations per GaussianMixture")
     # scikit-learn's default tol=1e-3 (on the mean log-likelihood per row) stops EM from the
@@ -129,9 +129,9 @@ def main(argv=None) -> dict:
     p.add_argument("--max-iter", type=int, default=300, help="EM iterations per initialisation")
     args = p.parse_args(argv)
     n = args.n_samples or (2_500 if args.small else 2_000_000)
-    plt = _common.pyplot()
+    plt = kit.pyplot()
 
-    with _common.workdir(args.workdir) as tmp:
+    with kit.workdir(args.workdir) as tmp:
         store = str(tmp / "mixture.zarr")
         X_lazy, _ = notebook_mixture(n, seed=42)
         rows = min(1_000_000, -(-n // 8))
@@ -157,8 +157,8 @@ def main(argv=None) -> dict:
             f"flagged ({n_flagged / n:.2%}); dask.array.percentile's approximate {approximate:.6g} "
             f"would flag {n_flagged_approx:,}"
         )
-        points = X[_common.sample_rows(n, 20_000, seed=0)].compute()
-        shown = anomalies[_common.sample_rows(len(anomalies), 2_000, seed=1)]
+        points = X[kit.sample_rows(n, 20_000, seed=0)].compute()
+        shown = anomalies[kit.sample_rows(len(anomalies), 2_000, seed=1)]
         figures = [plot_anomalies(plt, gm, points, shown, threshold, int(n_flagged), args.out)]
 
         # Ten mixtures in shared passes: each EM pass reads the store once for all of them.

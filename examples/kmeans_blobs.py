@@ -19,7 +19,7 @@ sample of the rows) and ``kmeans_elbow.png`` (inertia for k = 1..10).
 
 from __future__ import annotations
 
-import _common  # examples/_common.py, beside this script
+import _example_kit as kit  # examples/_example_kit.py, beside this script
 import dask
 import numpy as np
 
@@ -54,7 +54,7 @@ def plot_decision_boundaries(plt, km, points, out, resolution=500):
     ax.set_title(
         f"KMeans(n_clusters={km.n_clusters}) decision boundaries ({len(points):,} rows shown)"
     )
-    return _common.save(fig, out, "kmeans_decision_boundaries.png")
+    return kit.save(fig, out, "kmeans_decision_boundaries.png")
 
 
 def plot_elbow(plt, ks, inertias, out):
@@ -65,19 +65,19 @@ def plot_elbow(plt, ks, inertias, out):
     ax.set_xticks(list(ks))
     ax.set_title("Elbow curve: inertia of KMeans(k) fitted to the Zarr store")
     ax.grid(True)
-    return _common.save(fig, out, "kmeans_elbow.png")
+    return kit.save(fig, out, "kmeans_elbow.png")
 
 
 def main(argv=None) -> dict:
     """Run the example; returns its figures (see the module docstring)."""
-    p = _common.parser(__doc__)
+    p = kit.parser(__doc__)
     p.add_argument("--n-samples", type=int, default=None, help="rows (default 2,000,000)")
     args = p.parse_args(argv)
     n = args.n_samples or (2_000 if args.small else 2_000_000)
-    plt = _common.pyplot()
+    plt = kit.pyplot()
 
-    with _common.workdir(args.workdir) as tmp:
-        store, y_true = _common.write_blobs(tmp / "blobs.zarr", n)
+    with kit.workdir(args.workdir) as tmp:
+        store, y_true = kit.write_blobs(tmp / "blobs.zarr", n)
         X = bigclust.as_dask_array(store)  # lazy, read-only, row-chunked
         print(f"{n:,} rows x 2 in {store} ({X.numblocks[0]} chunks)")
 
@@ -86,12 +86,12 @@ def main(argv=None) -> dict:
         print("centers:\n", np.round(km.cluster_centers_, 3))
 
         # The lazy labels and the rows to draw, in one compute: one read of the sampled chunks.
-        rows = _common.sample_rows(n, 20_000, seed=0)
+        rows = kit.sample_rows(n, 20_000, seed=0)
         points, labels, truth = dask.compute(X[rows], km.labels_[rows], y_true[rows])
         sizes = np.bincount(labels, minlength=5)
         print(f"cluster sizes in a sample of {len(rows):,} rows: {sizes.tolist()}")
         # How far each generating center is from the nearest fitted one.
-        offsets = np.linalg.norm(_common.BLOB_CENTERS[:, None] - km.cluster_centers_, axis=2)
+        offsets = np.linalg.norm(kit.BLOB_CENTERS[:, None] - km.cluster_centers_, axis=2)
         center_error = float(offsets.min(axis=1).max())
         print(
             f"largest distance from a true center to its nearest fitted center: {center_error:.3f}"

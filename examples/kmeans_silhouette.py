@@ -24,7 +24,7 @@ Figures: ``kmeans_silhouette.png`` (mean silhouette against k) and
 
 from __future__ import annotations
 
-import _common  # examples/_common.py, beside this script
+import _example_kit as kit  # examples/_example_kit.py, beside this script
 import numpy as np
 from sklearn.metrics import silhouette_samples, silhouette_score
 
@@ -47,7 +47,7 @@ def plot_scores(plt, scores, sample_size, out):
     ax.legend(loc="upper right")
     ax.grid(True)
     ax.set_title(f"Mean silhouette of KMeans(k), on a sample of {sample_size:,} rows")
-    return _common.save(fig, out, "kmeans_silhouette.png")
+    return kit.save(fig, out, "kmeans_silhouette.png")
 
 
 def plot_diagrams(plt, sample, labels_by_k, scores, out):
@@ -73,22 +73,22 @@ def plot_diagrams(plt, sample, labels_by_k, scores, out):
         ax.set_title(f"k = {k}: mean {scores[k]:.3f}")
         ax.legend(loc="lower right")
     fig.suptitle("Silhouette diagrams (sampled rows, sorted within each cluster)")
-    return _common.save(fig, out, "kmeans_silhouette_diagrams.png")
+    return kit.save(fig, out, "kmeans_silhouette_diagrams.png")
 
 
 def main(argv=None) -> dict:
     """Run the example; returns the scores and the figures."""
-    p = _common.parser(__doc__)
+    p = kit.parser(__doc__)
     p.add_argument("--n-samples", type=int, default=None, help="rows (default 2,000,000)")
     p.add_argument("--sample-size", type=int, default=10_000, help="rows scored")
     args = p.parse_args(argv)
     n = args.n_samples or (2_000 if args.small else 2_000_000)
-    plt = _common.pyplot()
+    plt = kit.pyplot()
 
-    with _common.workdir(args.workdir) as tmp:
-        store, _ = _common.write_blobs(tmp / "blobs.zarr", n)
+    with kit.workdir(args.workdir) as tmp:
+        store, _ = kit.write_blobs(tmp / "blobs.zarr", n)
         X = bigclust.as_dask_array(store)
-        rows = _common.sample_rows(n, args.sample_size, seed=0)
+        rows = kit.sample_rows(n, args.sample_size, seed=0)
         sample = X[rows].compute()  # one read of the chunks holding sampled rows
         print(f"{n:,} rows in {store}; silhouette on {len(sample):,} sampled rows")
 

@@ -26,7 +26,7 @@ MiniBatchKMeans' centers) and ``minibatch_inertia.png`` (inertia per epoch).
 
 from __future__ import annotations
 
-import _common  # examples/_common.py, beside this script
+import _example_kit as kit  # examples/_example_kit.py, beside this script
 import dask.array as da
 import numpy as np
 
@@ -77,7 +77,7 @@ def plot_centers(plt, points, true_centers, fitted, out):
     ax.set_ylabel("$x_2$", rotation=0)
     ax.legend(loc="best", fontsize=9)
     ax.set_title(f"MiniBatchKMeans({N_CLUSTERS}) centers, fitted out of core")
-    return _common.save(fig, out, "minibatch_centers.png")
+    return kit.save(fig, out, "minibatch_centers.png")
 
 
 def plot_inertia(plt, steps, inertias, steps_per_epoch, fit_inertia, kmeans_inertia, out):
@@ -93,24 +93,24 @@ def plot_inertia(plt, steps, inertias, steps_per_epoch, fit_inertia, kmeans_iner
     ax.legend(loc="upper right")
     ax.grid(True, axis="y")
     ax.set_title("MiniBatchKMeans: inertia as the batches stream in")
-    return _common.save(fig, out, "minibatch_inertia.png")
+    return kit.save(fig, out, "minibatch_inertia.png")
 
 
 def main(argv=None) -> dict:
     """Run the example; returns the inertias and the figures."""
-    p = _common.parser(__doc__)
+    p = kit.parser(__doc__)
     p.add_argument("--n-samples", type=int, default=None, help="rows (default 10,000,000)")
     p.add_argument("--epochs", type=int, default=5, help="partial_fit passes over the store")
     args = p.parse_args(argv)
     n = args.n_samples or (20_000 if args.small else 10_000_000)
     batch = max(1_000, min(65_536, n // 20))  # rows per Zarr chunk: one partial_fit step
-    plt = _common.pyplot()
+    plt = kit.pyplot()
 
     X, _, true_centers = make_blobs(n, 2, centers=N_CLUSTERS, cluster_std=1.5,
                                     random_state=3, return_centers=True)  # fmt: skip
-    with _common.workdir(args.workdir) as tmp:
+    with kit.workdir(args.workdir) as tmp:
         npy = write_npy(X, tmp / "blobs.npy")
-        store, _ = _common.write_blobs(
+        store, _ = kit.write_blobs(
             tmp / "blobs.zarr", n, centers=true_centers, cluster_std=1.5, seed=3,
             chunk_rows=batch,
         )  # fmt: skip
@@ -131,7 +131,7 @@ def main(argv=None) -> dict:
 
         reference = bigclust.KMeans(N_CLUSTERS, random_state=0).fit(store)
         print(f"KMeans on the store: inertia {reference.inertia_:.6g}")
-        rows = _common.sample_rows(n, 5_000, seed=0)
+        rows = kit.sample_rows(n, 5_000, seed=0)
         points = memmap[rows]
         centers = {
             "fit (.npy memmap)": fitted.cluster_centers_,

@@ -27,7 +27,7 @@ its label: the only 50 labels the propagated classifier is given).
 
 from __future__ import annotations
 
-import _common  # examples/_common.py, beside this script
+import _example_kit as kit  # examples/_example_kit.py, beside this script
 import dask
 import dask.array as da
 import numpy as np
@@ -55,22 +55,22 @@ def plot_representatives(plt, images, labels, out):
         ax.imshow(image.reshape(8, 8), cmap="binary", interpolation="bilinear")
         ax.set_title(str(label), fontsize=10)
     fig.suptitle(f"The {k} representative digits (nearest each center) and their labels")
-    return _common.save(fig, out, "digits_representatives.png")
+    return kit.save(fig, out, "digits_representatives.png")
 
 
 def main(argv=None) -> dict:
     """Run the example; returns the accuracies and the figure."""
-    p = _common.parser(__doc__, small=False)  # the digits are small already
+    p = kit.parser(__doc__, small=False)  # the digits are small already
     p.add_argument("--n-clusters", type=int, default=50, help="clusters = labels paid for")
     args = p.parse_args(argv)
     k = args.n_clusters
-    plt = _common.pyplot()
+    plt = kit.pyplot()
 
     X_digits, y_digits = load_digits(return_X_y=True)
     X_train, y_train = X_digits[:N_TRAIN], y_digits[:N_TRAIN]
     X_test, y_test = X_digits[N_TRAIN:], y_digits[N_TRAIN:]
 
-    with _common.workdir(args.workdir) as tmp:
+    with kit.workdir(args.workdir) as tmp:
         store = str(tmp / "digits_train.zarr")
         write_zarr(da.from_array(X_train.astype(np.float32), chunks=(200, 64)), store)
 

@@ -16,7 +16,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name):
-    """Import ``examples/NAME.py`` (the scripts import the ``_common`` module beside them)."""
+    """Import ``examples/NAME.py`` (the scripts import the ``_example_kit`` module beside them)."""
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
