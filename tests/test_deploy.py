@@ -752,3 +752,38 @@ def test_prod_tls_settings_encrypt_and_run_a_fit(tmp_path):
                 except subprocess.TimeoutExpired:
                     os.kill(p.pid, signal.SIGKILL)
                     p.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------------- packaging
+def _min_constraints():
+    import importlib.util
+
+    pytest.importorskip("tomllib", reason="CI's constraints script needs Python >= 3.11")
+    spec = importlib.util.spec_from_file_location(
+        "min_constraints", ROOT / ".ci" / "min_constraints.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ci_pins_every_core_dependency_at_its_declared_minimum():
+    module = _min_constraints()
+    import tomllib
+    from packaging.requirements import Requirement
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    expected = []
+    for requirement in map(Requirement, declared):
+        (minimum,) = [s.version for s in requirement.specifier if s.operator == ">="]
+        expected.append(f"{requirement.name}=={minimum}")
+    assert module.minimum_pins(ROOT / "pyproject.toml") == expected
+
+
+@pytest.mark.parametrize("requirement", ["numpy", "numpy<3", "numpy>=1.26,<3", "numpy==2.0"])
+def test_ci_refuses_a_dependency_without_a_plain_minimum(tmp_path, requirement):
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\ndependencies = ["{requirement}"]\n'
+    )
+    with pytest.raises(SystemExit, match="not 'name>=minimum'"):
+        _min_constraints().minimum_pins(tmp_path / "pyproject.toml")

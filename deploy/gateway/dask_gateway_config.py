@@ -40,7 +40,7 @@ c.Backend.cluster_options = Options(
     handler=_cluster_options,
 )
 
-# Behind JupyterHub: users authenticate with their hub token (the hub registers the gateway as
-# a service and sets JUPYTERHUB_API_TOKEN / JUPYTERHUB_API_URL for it).
-if os.environ.get("JUPYTERHUB_API_TOKEN"):
+# Run by JupyterHub as a managed service (which sets both variables): users authenticate with
+# their hub token.
+if os.environ.get("JUPYTERHUB_API_URL") and os.environ.get("JUPYTERHUB_API_TOKEN"):
     c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
