@@ -32,6 +32,19 @@ def minimum_pins(pyproject: Path) -> list[str]:
     return pins
 
 
+def companion_pins(pins: list[str]) -> list[str]:
+    """Upper bounds for test-only packages that need more than our minimums but do not say so.
+
+    pyarrow (reached through dask-ml -> dask[dataframe]) does not declare its numpy requirement,
+    and from 26.0 it refuses to import next to NumPy 1.x, so pip would pick one that cannot run.
+    """
+    numpy = next((pin.split("==")[1] for pin in pins if pin.startswith("numpy==")), None)
+    if numpy is not None and int(numpy.split(".")[0]) < 2:
+        return ["pyarrow<26"]
+    return []
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1]
-    print("\n".join(minimum_pins(root / "pyproject.toml")))
+    pins = minimum_pins(root / "pyproject.toml")
+    print("\n".join(pins + companion_pins(pins)))

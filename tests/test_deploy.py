@@ -25,11 +25,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import jsonschema
+import kubernetes_validate
 import pytest
-
-yaml = pytest.importorskip("yaml")
-jsonschema = pytest.importorskip("jsonschema")
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -41,8 +40,6 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 KUBERNETES_VERSION = "1.32"
 # Path of the resolved DaskJob CRD inside the dask-kubernetes wheel (what the Helm chart applies).
 DASKJOB_CRD = "operator/deployment/helm/dask-kubernetes-operator/crds/daskjob.yaml"
-# The operator adds these labels itself; a selector may use them.
-OPERATOR_SCHEDULER_LABELS = {"dask.org/component": "scheduler"}
 ESTIMATORS = {"kmeans", "minibatch-kmeans", "gmm"}
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -684,7 +681,6 @@ def _dotted(config: dict, prefix: str = "") -> dict:
 
 @pytest.mark.slow
 def test_prod_tls_settings_encrypt_and_run_a_fit(tmp_path):
-    pytest.importorskip("cryptography")
     import dask.config
     import numpy as np
     from distributed import Client
@@ -778,6 +774,12 @@ def test_ci_pins_every_core_dependency_at_its_declared_minimum():
         (minimum,) = [s.version for s in requirement.specifier if s.operator == ">="]
         expected.append(f"{requirement.name}=={minimum}")
     assert module.minimum_pins(ROOT / "pyproject.toml") == expected
+
+
+def test_ci_bounds_pyarrow_only_next_to_numpy_1():
+    module = _min_constraints()
+    assert module.companion_pins(["scipy==1.11", "numpy==1.26"]) == ["pyarrow<26"]
+    assert module.companion_pins(["numpy==2.0"]) == []
 
 
 @pytest.mark.parametrize("requirement", ["numpy", "numpy<3", "numpy>=1.26,<3", "numpy==2.0"])

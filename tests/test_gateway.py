@@ -18,15 +18,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dask_gateway
 import numpy as np
+import psutil
 import pytest
 
-pytest.importorskip("dask_gateway_server")
-dask_gateway = pytest.importorskip("dask_gateway")
-psutil = pytest.importorskip("psutil")
-
-import bigclust  # noqa: E402
-from bigclust.datasets import make_blobs  # noqa: E402
+import bigclust
+from bigclust.datasets import make_blobs
 
 CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "gateway" / "dask_gateway_config.py"
 pytestmark = pytest.mark.slow
