@@ -1,5 +1,6 @@
 """bigclust: clustering for datasets larger than one machine's memory, on Dask."""
 
+from bigclust._checkpoint import CheckpointMismatchError
 from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
@@ -8,6 +9,7 @@ from bigclust.mixture import GaussianMixture
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointMismatchError",
     "GaussianMixture",
     "KMeans",
     "MiniBatchKMeans",

@@ -5,7 +5,8 @@ accepted kinds, as scikit-learn does (its own classes are private, so these are 
 
 - :class:`Interval` for numbers (``Interval(Integral, 1, None)`` is an int >= 1),
 - :class:`Options` for named choices (an unknown name lists the valid ones),
-- ``None``, ``"array-like"``, ``callable``, ``"boolean"``, ``"random_state"``.
+- ``None``, ``"array-like"``, ``callable``, ``"boolean"``, ``"random_state"``, or a type
+  (``str``, ``os.PathLike``: an instance of it).
 
 A value is valid when it matches any entry. One message style, carrying the offending
 value: ``n_clusters=0 should be an int >= 1.``, ``unknown init 'kmeans'; valid: 'k-means||',
@@ -105,6 +106,8 @@ def _accepts(kind: Any, value: Any) -> bool:
                 and value >= 0
             )
         )
+    if isinstance(kind, type):
+        return isinstance(value, kind)
     return kind.accepts(value)
 
 

@@ -140,7 +140,7 @@ def test_help_shows_every_estimator_option_with_its_default(capsys):
     assert "--random-state RANDOM_STATE, --seed RANDOM_STATE" in text
     assert "DASK_SCHEDULER_ADDRESS" in text and "'local'" in text
     assert "(default: 10.0)" in text  # --scheduler-timeout
-    assert "not supported yet by KMeans" in text  # --checkpoint
+    assert "--checkpoint CHECKPOINT" in text and "after every Lloyd" in text
     text = _help(["fit", "gmm"], capsys)
     assert "--covariance-type {full,tied,diag,spherical}" in text and "(default: full)" in text
     assert "--warm-start" not in text
@@ -219,7 +219,6 @@ def test_error_cases(tmp_path, capsys):
         ([*fit, str(tmp_path / "x"), "--n-clusters", "401"], 2, "n_samples=400 should be >="),
         ([*fit, model, "--n-clusters", "3"], 2, f"--model {model} exists; pass --overwrite"),
         ([*fit, str(tmp_path / "no" / "m")], 2, f"the directory {tmp_path / 'no'} does not"),
-        ([*fit, str(tmp_path / "x"), "--checkpoint", "c"], 2, "--checkpoint is not supported"),
         ([*fit, str(tmp_path / "x"), "--storage-option", "anon"], 2, "should be KEY=VALUE"),
         ([*fit, str(tmp_path / "x"), "--labels-output", str(tmp_path / "x")], 2, "same path"),
         (["fit", "gmm", "--input", data, "--model", "m", "--covariance-type", "round"], 2,
@@ -246,6 +245,22 @@ def test_error_cases(tmp_path, capsys):
         assert (got_code, message in line) == (code, True), (argv, line)
         assert line.startswith("bigclust")
     assert not (tmp_path / "x").exists() and not (tmp_path / "l.zarr").exists()
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
+    data = _store(tmp_path)
+    ckpt = str(tmp_path / "ckpt")
+    fit = ["fit", "kmeans", "--input", data, "--scheduler", "threads", "--checkpoint", ckpt]
+    assert main([*fit, "--model", str(tmp_path / "a"), "--n-clusters", "3"]) == 0
+    assert (tmp_path / "ckpt" / "state.json").is_file()
+    assert main([*fit, "--model", str(tmp_path / "b"), "--n-clusters", "3"]) == 0  # resumed
+    from bigclust import load
+
+    a, b = load(str(tmp_path / "a")), load(str(tmp_path / "b"))
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    capsys.readouterr()
+    code, line = _run_error([*fit, "--model", str(tmp_path / "c"), "--n-clusters", "4"], capsys)
+    assert code == 1 and "belongs to another fit" in line, line
 
 
 def test_wrong_number_of_features_is_a_data_error(tmp_path, capsys):

@@ -54,6 +54,7 @@ def _value_parser(name: str, kinds: list):
     allows_float = any(k.type is numbers.Real for k in intervals)
     allows_none = None in kinds or "random_state" in kinds
     allows_array = "array-like" in kinds
+    allows_path = str in kinds  # a path or URL (e.g. checkpoint=), taken as given
 
     def parse(text: str):
         if text in choices:
@@ -70,6 +71,8 @@ def _value_parser(name: str, kinds: list):
                 return float(text)
             except ValueError:
                 pass
+        if allows_path:
+            return text
         if allows_array and text.endswith(".npy"):
             try:
                 return np.load(text, allow_pickle=False)

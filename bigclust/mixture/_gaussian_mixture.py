@@ -104,6 +104,12 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
         Print progress: 1 per initialisation, 2 also per ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
+    checkpoint : str or PathLike, default=None
+        A directory (local path or fsspec URL) where the fit's full state is written
+        atomically after every EM iteration; the same fit started again with the same checkpoint
+        and data resumes from the last one and ends exactly as an uninterrupted fit. A
+        checkpoint from other data or parameters is refused
+        (:class:`bigclust.CheckpointMismatchError`).
 
     Attributes
     ----------
@@ -152,6 +158,7 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        checkpoint=None,
     ):
         super().__init__(
             n_components=n_components,
@@ -169,6 +176,7 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.checkpoint = checkpoint
 
     _parameter_constraints: ClassVar[dict] = {
         **BaseMixture._parameter_constraints,
