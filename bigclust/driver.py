@@ -51,6 +51,7 @@ __all__ = [
     "chunk_totals",
     "compute",
     "map_blocks_lazy",
+    "map_rows_aligned",
     "map_reduce",
     "map_rows",
     "read_block",
@@ -551,6 +552,61 @@ def read_block(values: da.Array, index: int) -> np.ndarray:
     """One chunk of a Dask array as NumPy."""
     (out,) = dask.compute(values.blocks[index])
     return np.asarray(out)
+
+
+def _run_rows_aligned(block, *rest, n_aligned, kernel, what, block_info=None):
+    # Aligned arrays arrive as (rows, 1) blocks (see map_rows_aligned); the kernel gets 1-D.
+    aligned = [a[:, 0] for a in rest[:n_aligned]]
+    params = rest[n_aligned]
+    try:
+        return kernel(block, *aligned, params)
+    except NonFiniteRow as bad:
+        ((start, stop), *_) = block_info[0]["array-location"]
+        raise NonFiniteInputError(what, start + bad.local_row, (start, stop)) from None
+
+
+def map_rows_aligned(
+    kernel: Callable[..., np.ndarray],
+    X: da.Array,
+    *aligned: da.Array | np.ndarray,
+    params: Any = None,
+    dtype: np.dtype,
+    n_columns: int | None = None,
+    what: str = "X",
+) -> da.Array:
+    """Lazily apply ``kernel(block, *aligned_blocks, params) -> array`` to every row chunk,
+    with the matching blocks of 1-D arrays aligned with ``X``'s rows (e.g. labels).
+
+    :func:`map_blocks_lazy` with aligned arrays, as :func:`map_reduce` takes them: each is
+    rechunked to ``X``'s row chunks. The result has one row per input row, 1-D
+    (``n_columns=None``) or with ``n_columns`` columns. A kernel that meets a non-finite row
+    raises ``bigclust._errors.NonFiniteRow(local_row)``; the user sees
+    :class:`NonFiniteInputError` naming the global row.
+    """
+    columns = []
+    for a in aligned:
+        if not isinstance(a, da.Array):
+            a = da.from_array(np.asarray(a), chunks=(X.chunks[0],))
+        if a.ndim != 1 or a.shape[0] != X.shape[0]:
+            raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+        if a.chunks[0] != X.chunks[0]:
+            a = a.rechunk((X.chunks[0],))
+        columns.append(a[:, None])  # 2-D, so that blocks pair with X's by position
+    shared = _broadcast(params)
+    options = {"n_aligned": len(columns), "kernel": kernel, "what": what, "dtype": dtype}
+    if n_columns is None:
+        return da.map_blocks(
+            _run_rows_aligned,
+            X,
+            *columns,
+            shared,
+            **options,
+            drop_axis=1,
+            chunks=(X.chunks[0],),
+        )
+    return da.map_blocks(
+        _run_rows_aligned, X, *columns, shared, **options, chunks=(X.chunks[0], (n_columns,))
+    )
 
 
 def active_client():

@@ -1,0 +1,84 @@
+"""Inputs of the metrics: data, labels aligned with its rows, and where outputs go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from bigclust.driver import keep_in_memory, map_reduce
+from bigclust.io import as_dask_array, is_lazy_input
+from bigclust.metrics import _kernels as kern
+
+
+def returns_numpy(X: Any) -> bool:
+    """Outputs follow inputs: in-memory data gives NumPy, stores and Dask arrays lazy Dask."""
+    return not is_lazy_input(X)
+
+
+def as_output(values: np.ndarray | da.Array, X: Any, data: da.Array):
+    """``values`` (one per row) as the caller's input asks: NumPy, or Dask chunked as ``data``."""
+    if returns_numpy(X):
+        return values.compute() if isinstance(values, da.Array) else values
+    if isinstance(values, da.Array):
+        return values
+    return da.from_array(values, chunks=(data.chunks[0],))
+
+
+def check_number_of_labels(n_labels: int, n_samples: int) -> None:
+    """scikit-learn's rule and message: the metrics need 2 <= n_labels <= n_samples - 1."""
+    if not 1 < n_labels < n_samples:
+        raise ValueError(
+            f"Number of labels is {n_labels}. Valid values are 2 to n_samples - 1 (inclusive)"
+        )
+
+
+def check_data(X: Any) -> da.Array:
+    """The data as a row-chunked Dask array (in-memory data scattered once on a cluster)."""
+    return keep_in_memory(as_dask_array(X), X)
+
+
+def check_labels(labels: Any, n_samples: int) -> np.ndarray | da.Array:
+    """Labels aligned with the data's rows: NumPy labels are encoded as 0..K-1 (so that any
+    values, strings included, work), Dask labels stay lazy and are encoded by the kernels."""
+    if isinstance(labels, da.Array):
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise ValueError(f"labels should be 1-D; got shape {labels.shape}.")
+        if np.isnan(labels.shape[0]):
+            raise ValueError("labels has unknown chunk sizes; call labels.compute_chunk_sizes().")
+    else:
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise ValueError(f"labels should be 1-D; got shape {labels.shape}.")
+    if labels.shape[0] != n_samples:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{n_samples}, {labels.shape[0]}] (X has {n_samples} rows, labels has "
+            f"{labels.shape[0]} entries)."
+        )
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+            raise ValueError("labels contains NaN or infinity.")
+        classes, codes = np.unique(labels, return_inverse=True)
+        check_number_of_labels(len(classes), n_samples)
+        labels = codes.reshape(-1).astype(np.int64 if len(classes) > 2**31 - 1 else np.int32)
+    elif labels.dtype.kind not in "iuf":
+        raise TypeError(
+            f"lazy labels have dtype {labels.dtype}; expected integers (or floats). Pass "
+            "NumPy labels for other label types."
+        )
+    return labels
+
+
+def cluster_moments(data: da.Array, labels) -> kern.ClusterMoments:
+    """Per-cluster counts, means and spreads in one pass; checks the number of clusters."""
+    moments = map_reduce(kern.moments_chunk, data, labels)
+    check_number_of_labels(len(moments.classes), data.shape[0])
+    if np.isnan(moments.classes.astype(np.float64, copy=False)).any():
+        raise ValueError("labels contains NaN.")
+    return moments
