@@ -1,5 +1,7 @@
 """bigclust: clustering for datasets larger than one machine's memory, on Dask."""
 
+from bigclust import metrics
+from bigclust._percentile import percentile
 from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
@@ -15,6 +17,8 @@ __all__ = [
     "__version__",
     "as_dask_array",
     "load",
+    "metrics",
+    "percentile",
     "save",
     "to_sklearn",
 ]

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bigclust import _random
+from bigclust._selection import TopPerCluster
 from bigclust.cluster._kernels import Nearest, cluster_sums
 
 #: Elements of a row block's temporary (rows x width): 2**19 floats is 4 MiB.
@@ -277,43 +278,7 @@ def moments_and_gather_chunk(block, labels, params, start) -> MomentsAndRows:
     )
 
 
-# --- top m rows per cluster ---------------------------------------------------------------
-
-
-class TopPerCluster:
-    """For each cluster, the rows with the smallest keys (at most ``limit[c]`` of them),
-    ties broken by global row so that the choice ignores the chunking."""
-
-    __slots__ = ("cluster", "index", "keys", "limit", "rows")
-
-    def __init__(self, limit, keys, index, cluster, rows):
-        self.limit = limit  # (K,) int
-        self.keys = keys  # (r,) float64
-        self.index = index  # (r,) int64 global rows
-        self.cluster = cluster  # (r,) intp
-        self.rows = rows  # (r, d)
-
-    @classmethod
-    def select(cls, limit, keys, index, cluster, rows_of) -> TopPerCluster:
-        """Keep the smallest keys per cluster; ``rows_of(positions)`` gives their rows."""
-        order = np.lexsort((index, keys, cluster))
-        sorted_cluster = cluster[order]
-        first = np.searchsorted(sorted_cluster, sorted_cluster, side="left")
-        keep = order[(np.arange(len(order)) - first) < limit[sorted_cluster]]
-        return cls(limit, keys[keep], index[keep], cluster[keep], rows_of(keep))
-
-    def combine(self, other: TopPerCluster) -> TopPerCluster:
-        rows = np.concatenate([self.rows, other.rows])
-        return TopPerCluster.select(
-            self.limit,
-            np.concatenate([self.keys, other.keys]),
-            np.concatenate([self.index, other.index]),
-            np.concatenate([self.cluster, other.cluster]),
-            lambda keep: rows[keep],
-        )
-
-    def all_finite(self) -> bool:
-        return bool(np.isfinite(self.rows).all())
+# --- stratified sample ------------------------------------------------------------------
 
 
 def sample_chunk(block, labels, params, start) -> TopPerCluster:

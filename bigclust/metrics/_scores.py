@@ -100,8 +100,8 @@ def davies_bouldin_score(X, labels) -> float:
     Examples
     --------
     >>> from bigclust.metrics import davies_bouldin_score
-    >>> round(davies_bouldin_score([[0, 1], [1, 1], [3, 4]], [0, 0, 1]), 4)
-    0.1213
+    >>> round(davies_bouldin_score([[0, 1], [1, 1], [3, 4]], [0, 0, 1]), 3)
+    0.128
     """
     data = check_data(X)
     labels = check_labels(labels, data.shape[0])

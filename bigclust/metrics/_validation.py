@@ -8,22 +8,8 @@ import dask.array as da
 import numpy as np
 
 from bigclust.driver import keep_in_memory, map_reduce
-from bigclust.io import as_dask_array, is_lazy_input
+from bigclust.io import as_dask_array
 from bigclust.metrics import _kernels as kern
-
-
-def returns_numpy(X: Any) -> bool:
-    """Outputs follow inputs: in-memory data gives NumPy, stores and Dask arrays lazy Dask."""
-    return not is_lazy_input(X)
-
-
-def as_output(values: np.ndarray | da.Array, X: Any, data: da.Array):
-    """``values`` (one per row) as the caller's input asks: NumPy, or Dask chunked as ``data``."""
-    if returns_numpy(X):
-        return values.compute() if isinstance(values, da.Array) else values
-    if isinstance(values, da.Array):
-        return values
-    return da.from_array(values, chunks=(data.chunks[0],))
 
 
 def check_number_of_labels(n_labels: int, n_samples: int) -> None:
