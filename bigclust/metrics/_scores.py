@@ -49,7 +49,7 @@ def calinski_harabasz_score(X, labels) -> float:
     50.0
     """
     data = check_data(X)
-    labels = check_labels(labels, data.shape[0])
+    labels = check_labels(labels, data)
     moments = cluster_moments(data, labels)
     n, k = data.shape[0], len(moments.classes)
     overall = moments.counts @ moments.means / n
@@ -104,7 +104,7 @@ def davies_bouldin_score(X, labels) -> float:
     0.128
     """
     data = check_data(X)
-    labels = check_labels(labels, data.shape[0])
+    labels = check_labels(labels, data)
     moments = cluster_moments(data, labels)
     sums = map_reduce(
         kern.centroid_distance_chunk, data, labels, params=(moments.classes, moments.means)

@@ -234,7 +234,7 @@ def silhouette_score(
     if sample_size is not None and sample_size < 1:
         raise ValueError(f"sample_size={sample_size} should be >= 1.")
     data = check_data(X)
-    labels = check_labels(labels, data.shape[0])
+    labels = check_labels(labels, data)
     if sample_size is not None:
         score, std = _sampled(data, labels, metric, int(sample_size), random_state)
     elif metric == "sqeuclidean":
@@ -286,7 +286,7 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean"):
     """
     metric = _check_metric(metric)
     data = check_data(X)
-    labels = check_labels(labels, data.shape[0])
+    labels = check_labels(labels, data)
     if metric == "euclidean":
         return as_output(_exact_euclidean(data, labels), X, data)
     moments = cluster_moments(data, labels)

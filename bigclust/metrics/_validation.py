@@ -7,7 +7,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from bigclust.driver import keep_in_memory, map_reduce
+from bigclust.driver import keep_aligned_in_memory, keep_in_memory, map_reduce
 from bigclust.io import as_dask_array
 from bigclust.metrics import _kernels as kern
 
@@ -25,9 +25,11 @@ def check_data(X: Any) -> da.Array:
     return keep_in_memory(as_dask_array(X), X)
 
 
-def check_labels(labels: Any, n_samples: int) -> np.ndarray | da.Array:
+def check_labels(labels: Any, data: da.Array) -> np.ndarray | da.Array:
     """Labels aligned with the data's rows: NumPy labels are encoded as 0..K-1 (so that any
-    values, strings included, work), Dask labels stay lazy and are encoded by the kernels."""
+    values, strings included, work) and scattered once on a cluster, Dask labels stay lazy
+    and are encoded by the kernels."""
+    n_samples = data.shape[0]
     if isinstance(labels, da.Array):
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
@@ -52,7 +54,8 @@ def check_labels(labels: Any, n_samples: int) -> np.ndarray | da.Array:
             raise ValueError("labels contains NaN or infinity.")
         classes, codes = np.unique(labels, return_inverse=True)
         check_number_of_labels(len(classes), n_samples)
-        labels = codes.reshape(-1).astype(np.int64 if len(classes) > 2**31 - 1 else np.int32)
+        codes = codes.reshape(-1).astype(np.int64 if len(classes) > 2**31 - 1 else np.int32)
+        labels = keep_aligned_in_memory(codes, data)
     elif labels.dtype.kind not in "iuf":
         raise TypeError(
             f"lazy labels have dtype {labels.dtype}; expected integers (or floats). Pass "
