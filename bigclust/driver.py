@@ -587,9 +587,11 @@ def map_rows_aligned(
     columns = []
     for a in aligned:
         if not isinstance(a, da.Array):
-            a = da.from_array(np.asarray(a), chunks=(X.chunks[0],))
+            a = np.asarray(a)
         if a.ndim != 1 or a.shape[0] != X.shape[0]:
             raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+        if not isinstance(a, da.Array):
+            a = da.from_array(a, chunks=(X.chunks[0],))
         if a.chunks[0] != X.chunks[0]:
             a = a.rechunk((X.chunks[0],))
         columns.append(a[:, None])  # 2-D, so that blocks pair with X's by position

@@ -74,10 +74,12 @@ def _assign(block: np.ndarray, centers: np.ndarray):
     search = Nearest(centers, block.dtype)
     labels = np.empty(block.shape[0], np.intp)
     distances = np.empty(block.shape[0])
-    for rows in row_blocks(block.shape[0], max(len(centers), block.shape[1])):
-        labels[rows] = search.labels(block[rows])
-        deviations = block[rows].astype(np.float64) - centers[labels[rows]]
-        distances[rows] = np.sqrt(np.einsum("ij,ij->i", deviations, deviations))
+    # A non-finite row gives a non-finite distance, reported by the callers with its row.
+    with np.errstate(invalid="ignore", over="ignore"):
+        for rows in row_blocks(block.shape[0], max(len(centers), block.shape[1])):
+            labels[rows] = search.labels(block[rows])
+            deviations = block[rows].astype(np.float64) - centers[labels[rows]]
+            distances[rows] = np.sqrt(np.einsum("ij,ij->i", deviations, deviations))
     return labels, distances
 
 
