@@ -269,3 +269,31 @@ def test_percentile_at_the_top_level():
     lazy = da.from_array(values, chunks=99)
     assert bigclust.percentile(lazy, 7.5) == np.percentile(values, 7.5)
     assert bigclust.mixture.percentile is bigclust.percentile
+
+
+@pytest.mark.slow
+def test_on_worker_processes(processes, blobs):
+    """Kernels, statistics and lazy outputs pickle to worker processes."""
+    from bigclust.cluster import propagate_labels, representatives
+
+    X, labels = blobs
+    data = da.from_array(X, chunks=(50, 3))
+    lazy_labels = da.from_array(labels, chunks=70)
+    assert calinski_harabasz_score(data, lazy_labels) == pytest.approx(
+        skm.calinski_harabasz_score(X, labels), rel=1e-10
+    )
+    np.testing.assert_allclose(
+        silhouette_samples(data, lazy_labels, metric="sqeuclidean").compute(),
+        skm.silhouette_samples(X, labels, metric="sqeuclidean"),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    local = silhouette_score(X, labels, sample_size=60, random_state=1, return_std=True)
+    assert silhouette_score(data, labels, sample_size=60, random_state=1, return_std=True) == (
+        pytest.approx(local, rel=1e-12)
+    )
+    centers = np.array([X[labels == c].mean(axis=0) for c in range(4)])
+    reps = representatives(data, centers, m=2)
+    assert reps.indices.shape == (4, 2) and (reps.indices >= 0).all()
+    propagated = propagate_labels(data, centers, np.arange(4), percentile=50).compute()
+    assert 0.4 < np.mean(propagated >= 0) < 0.6

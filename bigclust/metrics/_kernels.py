@@ -24,6 +24,9 @@ from bigclust.cluster._kernels import Nearest, cluster_sums
 #: Elements of a row block's temporary (rows x width): 2**19 floats is 4 MiB.
 BLOCK_ELEMENTS = 1 << 19
 
+#: Integer labels spanning at most this many values are counted and encoded through a table.
+DENSE_LABEL_RANGE = 1 << 16
+
 #: Purpose key of the random sort keys of the stratified silhouette sample.
 KEY_SAMPLE = 61
 
@@ -35,7 +38,14 @@ def row_slices(n_rows: int, width: int):
 
 
 def encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Index of each label in the sorted ``classes``."""
+    """Index of each label in the sorted ``classes`` (which hold every label)."""
+    if labels.dtype.kind in "iu" and classes.dtype.kind in "iu" and len(classes):
+        low = int(classes[0])
+        span = int(classes[-1]) - low + 1
+        if span <= DENSE_LABEL_RANGE:  # a lookup table: no binary search per row
+            lookup = np.zeros(span, np.intp)
+            lookup[(classes - low).astype(np.intp)] = np.arange(len(classes))
+            return lookup[(labels - low).astype(np.intp, copy=False)]
     return np.searchsorted(classes, labels).astype(np.intp, copy=False)
 
 
@@ -83,21 +93,40 @@ class ClusterMoments:
         return bool(np.isfinite(self.means).all() and np.isfinite(self.spreads).all())
 
 
+def unique_codes(labels: np.ndarray):
+    """Sorted distinct labels, the index of each label among them, and their counts.
+
+    ``np.unique`` sorts the labels (a third of a moments pass); small non-negative-range
+    integer labels, the usual case, are counted directly.
+    """
+    if labels.dtype.kind in "iu" and labels.size:
+        low = int(labels.min())
+        span = int(labels.max()) - low + 1
+        if span <= DENSE_LABEL_RANGE:
+            shifted = (labels - low).astype(np.intp, copy=False)
+            counts = np.bincount(shifted, minlength=span)
+            present = np.flatnonzero(counts)
+            lookup = np.zeros(span, np.intp)
+            lookup[present] = np.arange(len(present))
+            return (present + low).astype(labels.dtype), lookup[shifted], counts[present]
+    classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return classes, codes.reshape(-1), counts
+
+
 def moments_chunk(block: np.ndarray, labels: np.ndarray, params, start: int) -> ClusterMoments:
     """Per-cluster moments of one chunk, around its first row."""
-    classes, codes = np.unique(labels, return_inverse=True)
-    codes = codes.reshape(-1)
+    classes, codes, counts = unique_codes(labels)
     k, d = len(classes), block.shape[1]
-    counts = np.bincount(codes, minlength=k)
     origin = block[0].astype(np.float64)
     slices = row_slices(block.shape[0], d)
     sums = np.zeros((k, d))
     for rows in slices:
-        sums += cluster_sums(block[rows].astype(np.float64) - origin, codes[rows], None, k)
+        sums += cluster_sums(np.subtract(block[rows], origin), codes[rows], None, k)
     local = sums / counts[:, None]  # means around `origin`
     spreads = np.zeros(k)
     for rows in slices:
-        deviations = block[rows].astype(np.float64) - origin - local[codes[rows]]
+        deviations = np.subtract(block[rows], origin)
+        deviations -= local[codes[rows]]
         squared = np.einsum("ij,ij->i", deviations, deviations)
         spreads += np.bincount(codes[rows], weights=squared, minlength=k)
     return ClusterMoments(classes, counts.astype(np.int64), local + origin, spreads)

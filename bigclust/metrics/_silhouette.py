@@ -253,7 +253,8 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean"):
 
     See :func:`silhouette_score` for the algorithms: ``metric="sqeuclidean"`` works on any
     number of rows (the scores of a Zarr or Dask input are a lazy Dask array, one more read
-    of the data when computed); ``metric="euclidean"`` on up to ``MAX_EXACT_ROWS`` rows.
+    of the data when computed); ``metric="euclidean"`` on up to ``MAX_EXACT_ROWS`` rows (its
+    scores are computed at once, then wrapped as a Dask array for Dask/Zarr input).
 
     Parameters
     ----------
