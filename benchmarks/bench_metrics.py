@@ -87,7 +87,7 @@ def part_sqeuclidean(args, X, y, rows):
             small.median,
             peer.median,
             "s",
-            f"|diff| {abs(mine - theirs):.1e}; sklearn {peer}",
+            f"sklearn {peer.median / small.median:.0f}x slower; |diff| {abs(mine - theirs):.1e}",
         )
     )
 
