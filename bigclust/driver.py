@@ -555,41 +555,56 @@ def read_block(values: da.Array, index: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def _run_rows_aligned(block, *rest, n_aligned, kernel, what, block_info=None):
-    # Aligned arrays arrive as (rows, 1) blocks (see map_rows_aligned); the kernel gets 1-D.
-    aligned = [a[:, 0] for a in rest[:n_aligned]]
-    params = rest[n_aligned]
+def _rows_aligned(block, aligned, params, kernel, what, start):
     try:
         return kernel(block, *aligned, params)
     except NonFiniteRow as bad:
-        ((start, stop), *_) = block_info[0]["array-location"]
-        raise NonFiniteInputError(what, start + bad.local_row, (start, stop)) from None
+        raise NonFiniteInputError(
+            what, start + bad.local_row, (start, start + len(block))
+        ) from None
+
+
+def _rows_aligned_task(block, *rest, n_aligned, kernel, what, block_info=None):
+    # Aligned arrays arrive as (rows, 1) blocks (see map_rows_aligned); the kernel gets 1-D.
+    aligned = [a[:, 0] for a in rest[:n_aligned]]
+    ((start, _), *_) = block_info[0]["array-location"]
+    return _rows_aligned(block, aligned, rest[n_aligned], kernel, what, start)
 
 
 def map_rows_aligned(
     kernel: Callable[..., np.ndarray],
-    X: da.Array,
+    X: da.Array | np.ndarray,
     *aligned: da.Array | np.ndarray,
     params: Any = None,
     dtype: np.dtype,
     n_columns: int | None = None,
+    numpy_out: bool = False,
     what: str = "X",
-) -> da.Array:
-    """Lazily apply ``kernel(block, *aligned_blocks, params) -> array`` to every row chunk,
-    with the matching blocks of 1-D arrays aligned with ``X``'s rows (e.g. labels).
+) -> np.ndarray | da.Array:
+    """:func:`map_rows` with 1-D arrays aligned with ``X``'s rows (e.g. labels):
+    ``kernel(block, *aligned_blocks, params) -> array`` on every row chunk.
 
-    :func:`map_blocks_lazy` with aligned arrays, as :func:`map_reduce` takes them: each is
-    rechunked to ``X``'s row chunks. The result has one row per input row, 1-D
-    (``n_columns=None``) or with ``n_columns`` columns. A kernel that meets a non-finite row
+    Each aligned array (Dask, or NumPy) is rechunked to ``X``'s row chunks, as
+    :func:`map_reduce` does. The result has one row per input row, 1-D (``n_columns=None``)
+    or with ``n_columns`` columns; lazy unless ``numpy_out``. An in-memory ``X`` (placed in
+    process, see :func:`place`) is one chunk, run here. A kernel that meets a non-finite row
     raises ``bigclust._errors.NonFiniteRow(local_row)``; the user sees
     :class:`NonFiniteInputError` naming the global row.
     """
-    columns = []
+    arrays = []
     for a in aligned:
         if not isinstance(a, da.Array):
             a = np.asarray(a)
         if a.ndim != 1 or a.shape[0] != X.shape[0]:
             raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+        arrays.append(a)
+    if isinstance(X, np.ndarray):
+        blocks = [np.asarray(a) for a in compute(*arrays)] if arrays else []
+        with single_blas_thread():
+            out = _rows_aligned(X, blocks, params, kernel, what, 0)
+        return out if numpy_out else da.from_array(out, chunks=out.shape)
+    columns = []
+    for a in arrays:
         if not isinstance(a, da.Array):
             a = da.from_array(a, chunks=(X.chunks[0],))
         if a.chunks[0] != X.chunks[0]:
@@ -598,18 +613,17 @@ def map_rows_aligned(
     shared = _broadcast(params)
     options = {"n_aligned": len(columns), "kernel": kernel, "what": what, "dtype": dtype}
     if n_columns is None:
-        return da.map_blocks(
-            _run_rows_aligned,
-            X,
-            *columns,
-            shared,
-            **options,
-            drop_axis=1,
-            chunks=(X.chunks[0],),
+        lazy = da.map_blocks(
+            _rows_aligned_task, X, *columns, shared, **options, drop_axis=1, chunks=(X.chunks[0],)
         )
-    return da.map_blocks(
-        _run_rows_aligned, X, *columns, shared, **options, chunks=(X.chunks[0], (n_columns,))
-    )
+    else:
+        lazy = da.map_blocks(
+            _rows_aligned_task, X, *columns, shared, **options, chunks=(X.chunks[0], (n_columns,))
+        )
+    if not numpy_out:
+        return lazy
+    (out,) = compute(lazy)
+    return out
 
 
 def active_client():
@@ -684,10 +698,11 @@ def keep_aligned_in_memory(a: Any, X: da.Array) -> Any:
     workers of an active distributed client, once, in ``X``'s row chunks.
 
     Each pass then refers to the workers' copies instead of shipping the array in its graph.
-    Without a client, or for a Dask array, ``a`` is returned as it is.
+    Without a client, for a Dask array ``a``, or for data placed in this process (an ``X``
+    that is a NumPy array, see :func:`place`), ``a`` is returned as it is.
     """
     client = active_client()
-    if client is None or isinstance(a, da.Array):
+    if client is None or isinstance(a, da.Array) or isinstance(X, np.ndarray):
         return a
     a = np.asarray(a)
     if a.ndim != 1 or a.shape[0] != X.shape[0]:

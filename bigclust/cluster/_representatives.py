@@ -18,11 +18,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigclust import _percentile
 from bigclust._errors import NonFiniteRow
-from bigclust._outputs import as_output
+from bigclust._input import read_input
 from bigclust._selection import TopPerCluster
 from bigclust.cluster._kernels import Nearest, row_blocks
-from bigclust.driver import keep_in_memory, map_blocks_lazy, map_reduce
-from bigclust.io import as_dask_array
+from bigclust.driver import map_reduce, map_rows, place
 
 __all__ = ["Representatives", "propagate_labels", "representatives"]
 
@@ -126,7 +125,7 @@ def representatives(X, centers, m: int = 1) -> Representatives:
     """
     if not isinstance(m, numbers.Integral) or isinstance(m, bool) or m < 1:
         raise ValueError(f"m={m!r} should be an int >= 1.")
-    data = keep_in_memory(as_dask_array(X), X)
+    data = place(read_input(X))
     centers = _centers(centers, data.shape[1])
     k, d = centers.shape
     top = map_reduce(_nearest_rows_chunk, data, params=(centers, int(m)))
@@ -200,7 +199,8 @@ def propagate_labels(X, centers, representative_labels, *, percentile: float | N
     >>> propagate_labels(X, centers, [3, 7], percentile=50).tolist()
     [3, 3, -1, -1, 7]
     """
-    data = keep_in_memory(as_dask_array(X), X)
+    inp = read_input(X)
+    data = place(inp)
     centers = _centers(centers, data.shape[1])
     cluster_labels = np.asarray(representative_labels)
     if cluster_labels.dtype.kind not in "iu":
@@ -225,5 +225,11 @@ def propagate_labels(X, centers, representative_labels, *, percentile: float | N
             check_finite=True,
         )
     params = (centers, cluster_labels.astype(np.int64), cutoffs)
-    labels = map_blocks_lazy(_propagate_block, data, params=params, dtype=np.int64)
-    return as_output(labels, X, data)
+    return map_rows(
+        _propagate_block,
+        data,
+        params=params,
+        dtype=np.int64,
+        numpy_out=inp.numpy_out,
+        in_memory=inp.in_memory,
+    )

@@ -27,9 +27,6 @@ BLOCK_ELEMENTS = 1 << 19
 #: Integer labels spanning at most this many values are counted and encoded through a table.
 DENSE_LABEL_RANGE = 1 << 16
 
-#: Purpose key of the random sort keys of the stratified silhouette sample.
-KEY_SAMPLE = 61
-
 
 def row_slices(n_rows: int, width: int):
     """Slices covering ``range(n_rows)`` so that ``rows x width`` stays within BLOCK_ELEMENTS."""
@@ -310,13 +307,17 @@ def moments_and_gather_chunk(block, labels, params, start) -> MomentsAndRows:
 # --- stratified sample ------------------------------------------------------------------
 
 
+def _uniform(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.random(n)
+
+
 def sample_chunk(block, labels, params, start) -> TopPerCluster:
     """A uniform random sample of ``limit[c]`` rows of each cluster ``c``, drawn by giving
     every row a uniform key from a stream keyed by its global row and keeping the smallest."""
     classes, limit, seed = params
     codes = encode(labels, classes)
     keys = _random.rows_random(
-        seed, (KEY_SAMPLE,), start, start + block.shape[0], lambda rng, n: rng.random(n)
+        seed, (_random.Key.SILHOUETTE_SAMPLE,), start, start + block.shape[0], _uniform
     )
     index = np.arange(block.shape[0], dtype=np.int64) + start
     return TopPerCluster.select(

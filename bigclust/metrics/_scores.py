@@ -48,7 +48,7 @@ def calinski_harabasz_score(X, labels) -> float:
     >>> float(round(calinski_harabasz_score(X, [0, 0, 1, 1]), 6))
     50.0
     """
-    data = check_data(X)
+    _, data = check_data(X)
     labels = check_labels(labels, data)
     moments = cluster_moments(data, labels)
     n, k = data.shape[0], len(moments.classes)
@@ -103,7 +103,7 @@ def davies_bouldin_score(X, labels) -> float:
     >>> round(davies_bouldin_score([[0, 1], [1, 1], [3, 4]], [0, 0, 1]), 3)
     0.128
     """
-    data = check_data(X)
+    _, data = check_data(X)
     labels = check_labels(labels, data)
     moments = cluster_moments(data, labels)
     sums = map_reduce(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numbers
 
+import dask.array as da
 import numpy as np
 
 from bigclust import _random
-from bigclust._outputs import as_output
 from bigclust.driver import map_reduce, map_rows_aligned
 from bigclust.metrics import _kernels as kern
 from bigclust.metrics._validation import (
@@ -233,7 +233,7 @@ def silhouette_score(
         raise TypeError(f"sample_size={sample_size!r} should be an int or None.")
     if sample_size is not None and sample_size < 1:
         raise ValueError(f"sample_size={sample_size} should be >= 1.")
-    data = check_data(X)
+    _, data = check_data(X)
     labels = check_labels(labels, data)
     if sample_size is not None:
         score, std = _sampled(data, labels, metric, int(sample_size), random_state)
@@ -286,16 +286,18 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean"):
     array([0.9048, 0.8947, 0.8947, 0.9048])
     """
     metric = _check_metric(metric)
-    data = check_data(X)
+    inp, data = check_data(X)
     labels = check_labels(labels, data)
     if metric == "euclidean":
-        return as_output(_exact_euclidean(data, labels), X, data)
+        values = _exact_euclidean(data, labels)
+        # All scores are known at once: a lazy input gets them as a Dask array all the same.
+        return values if inp.numpy_out else da.from_array(values, chunks=(inp.data.chunks[0],))
     moments = cluster_moments(data, labels)
-    values = map_rows_aligned(
+    return map_rows_aligned(
         kern.squared_silhouette_rows,
         data,
         labels,
         params=_squared_params(moments),
         dtype=np.float64,
+        numpy_out=inp.numpy_out,
     )
-    return as_output(values, X, data)

@@ -1,4 +1,4 @@
-"""Inputs of the metrics: data, labels aligned with its rows, and where outputs go."""
+"""Inputs of the metrics: the data, judged once, and labels aligned with its rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from bigclust.driver import keep_aligned_in_memory, keep_in_memory, map_reduce
-from bigclust.io import as_dask_array
+from bigclust._input import Input, read_input
+from bigclust.driver import compute, keep_aligned_in_memory, map_reduce, place
 from bigclust.metrics import _kernels as kern
 
 
@@ -20,15 +20,18 @@ def check_number_of_labels(n_labels: int, n_samples: int) -> None:
         )
 
 
-def check_data(X: Any) -> da.Array:
-    """The data as a row-chunked Dask array (in-memory data scattered once on a cluster)."""
-    return keep_in_memory(as_dask_array(X), X)
+def check_data(X: Any) -> tuple[Input, da.Array | np.ndarray]:
+    """The input judged once (it says whether per-row outputs are NumPy or lazy), and the data
+    where the passes run: small in-memory data in this process, in-memory data on a cluster
+    scattered once, anything else streamed from its store (:func:`bigclust.driver.place`)."""
+    inp = read_input(X)
+    return inp, place(inp)
 
 
-def check_labels(labels: Any, data: da.Array) -> np.ndarray | da.Array:
+def check_labels(labels: Any, data: da.Array | np.ndarray) -> np.ndarray | da.Array:
     """Labels aligned with the data's rows: NumPy labels are encoded as 0..K-1 (so that any
     values, strings included, work) and scattered once on a cluster, Dask labels stay lazy
-    and are encoded by the kernels."""
+    and are encoded by the kernels (computed once when the data are in this process)."""
     n_samples = data.shape[0]
     if isinstance(labels, da.Array):
         if labels.ndim == 2 and labels.shape[1] == 1:
@@ -61,6 +64,8 @@ def check_labels(labels: Any, data: da.Array) -> np.ndarray | da.Array:
             f"lazy labels have dtype {labels.dtype}; expected integers (or floats). Pass "
             "NumPy labels for other label types."
         )
+    elif isinstance(data, np.ndarray):  # the passes run here: read the labels once
+        (labels,) = compute(labels)
     return labels
 
 
