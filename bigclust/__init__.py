@@ -1,6 +1,8 @@
 """bigclust: clustering for datasets larger than one machine's memory, on Dask."""
 
+from bigclust import metrics, model_selection
 from bigclust._checkpoint import CheckpointMismatchError
+from bigclust._percentile import percentile
 from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
@@ -17,6 +19,9 @@ __all__ = [
     "__version__",
     "as_dask_array",
     "load",
+    "metrics",
+    "model_selection",
+    "percentile",
     "save",
     "to_sklearn",
 ]

@@ -117,7 +117,7 @@ class Sweep:
         except ImportError:
             raise ImportError('Sweep.plot needs matplotlib: pip install "bigclust[plot]"') from None
         x = x or next(iter(self.rows[0]))
-        figures = [name for name in ("inertia", "bic", "aic") if name in self.rows[0]]
+        figures = [n for n in ("inertia", "silhouette", "bic", "aic") if n in self.rows[0]]
         groups: dict = {}
         for row in self.rows:  # one curve per value of the other grid parameters
             key = tuple((k, v) for k, v in row.items() if k in self._grid_keys and k != x)
@@ -129,7 +129,9 @@ class Sweep:
                 ax.plot([r[x] for r in rows], [r[name] for r in rows], "o-", label=label)
             ax.set_xlabel(x)
             ax.set_ylabel(name)
-            ax.set_title({"inertia": "Elbow: inertia", "bic": "BIC", "aic": "AIC"}[name])
+            titles = {"inertia": "Elbow: inertia", "silhouette": "Silhouette", "bic": "BIC",
+                      "aic": "AIC"}  # fmt: skip
+            ax.set_title(titles[name])
             if len(groups) > 1:
                 ax.legend()
         fig.tight_layout()
@@ -139,13 +141,40 @@ class Sweep:
     _grid_keys: tuple = ()
 
 
+def _silhouettes(models, inp: Input, metric, sample_size, random_state) -> list[float]:
+    """Every model's silhouette, their passes shared; NaN where it is undefined (k = 1)."""
+    from bigclust.metrics import silhouette_score
+
+    def score(model):
+        if model.cluster_centers_.shape[0] < 2:
+            return lambda: math.nan
+        return lambda: silhouette_score(
+            inp, model.labels_, metric=metric, sample_size=sample_size, random_state=random_state
+        )
+
+    scores, errors, _ = run_together([score(m) for m in models])
+    for error in errors:
+        if error is not None:
+            raise error
+    return [float(s) for s in scores]
+
+
 def _grid(param_grid: Mapping[str, Iterable]) -> list[dict]:
     keys = list(param_grid)
     return [dict(zip(keys, values, strict=True)) for values in
             itertools.product(*(list(param_grid[k]) for k in keys))]  # fmt: skip
 
 
-def sweep(estimator, param_grid: Mapping[str, Iterable], X, *, sample_weight=None) -> Sweep:
+def sweep(
+    estimator,
+    param_grid: Mapping[str, Iterable],
+    X,
+    *,
+    sample_weight=None,
+    silhouette: str | None = "sqeuclidean",
+    silhouette_sample_size: int | None = None,
+    random_state=None,
+) -> Sweep:
     """Fit a clone of ``estimator`` for every point of ``param_grid``, in shared passes.
 
     Parameters
@@ -159,6 +188,15 @@ def sweep(estimator, param_grid: Mapping[str, Iterable], X, *, sample_weight=Non
     X : array-like, np.memmap, str, zarr.Array or dask.array.Array
     sample_weight : array-like, optional
         For K-Means.
+    silhouette : {"sqeuclidean", "euclidean"} or None, default="sqeuclidean"
+        For K-Means models, the silhouette of their labels by
+        :func:`bigclust.metrics.silhouette_score` with this metric (``"sqeuclidean"``: exact
+        over all rows in two more shared passes; ``"euclidean"``: exact for small data, else
+        give ``silhouette_sample_size``); ``None`` skips it. NaN for a single cluster.
+    silhouette_sample_size : int, optional
+        Rows sampled for a Euclidean silhouette (each scored against all rows).
+    random_state : int, optional
+        Seeds the silhouette's sample.
 
     Returns
     -------
@@ -188,6 +226,11 @@ def sweep(estimator, param_grid: Mapping[str, Iterable], X, *, sample_weight=Non
     else:
         for row, model in zip(rows, models, strict=True):
             row.update(n_iter=model.n_iter_, inertia=model.inertia_)
+        if silhouette is not None and hasattr(models[0], "labels_"):
+            for row, score in zip(rows, _silhouettes(models, inp, silhouette,
+                                                     silhouette_sample_size, random_state),
+                                  strict=True):  # fmt: skip
+                row["silhouette"] = score
     result = Sweep(models, rows)
     result._grid_keys = tuple(param_grid)
     return result

@@ -67,6 +67,12 @@ def test_shared_passes_give_every_model_its_own_result(
     if "n_clusters" in grid:
         inertia = [row["inertia"] for row in result.rows]
         assert inertia == sorted(inertia, reverse=True)
+        from bigclust.metrics import silhouette_score
+
+        assert np.isnan(result.rows[0]["silhouette"])  # one cluster
+        for row, model in zip(result.rows[1:], result.models[1:], strict=True):
+            alone_score = silhouette_score(X, model.labels_, metric="sqeuclidean")
+            assert row["silhouette"] == pytest.approx(alone_score, rel=1e-12)
     else:
         for row, model in zip(result.rows, result.models, strict=True):
             assert row["bic"] == pytest.approx(model.bic(X), rel=1e-12)
