@@ -7,7 +7,7 @@ anomalies, and the information criteria for k = 1..10 to choose the number of co
 At scale (2,000,000 rows by default, in a Zarr store):
 
 - ``gm.score_samples(store)`` is lazy, one log-density per row;
-- ``bigclust.mixture.percentile(densities, 2)`` is the exact 2nd percentile, equal to
+- ``bigclust.percentile(densities, 2)`` is the exact 2nd percentile, equal to
   ``np.percentile`` of the materialised densities, in a few passes that ship histograms
   and a few values to the client. ``dask.array.percentile`` merges per-chunk percentiles:
   an approximation, so it flags a different number of rows (printed below);
@@ -32,7 +32,6 @@ import numpy as np
 
 import bigclust
 from bigclust.datasets import make_blobs, write_zarr
-from bigclust.mixture import percentile
 from bigclust.model_selection import sweep
 
 K_RANGE = range(1, 11)
@@ -146,7 +145,7 @@ def main(argv=None) -> dict:
         print("weights", np.round(gm.weights_, 3), "\nmeans\n", np.round(gm.means_, 3))
 
         densities = gm.score_samples(X)  # lazy log-densities, one chunk per chunk of X
-        threshold = percentile(densities, DENSITY_PERCENT)  # exact, a few passes
+        threshold = bigclust.percentile(densities, DENSITY_PERCENT)  # exact, a few passes
         approximate = float(da.percentile(densities, DENSITY_PERCENT).compute())
         flagged = densities < threshold
         # The flag count and every flagged row in one compute: one more pass.

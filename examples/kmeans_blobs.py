@@ -99,7 +99,9 @@ def main(argv=None) -> dict:
         boundaries = plot_decision_boundaries(plt, km, points, args.out)
 
         # Ten models in shared passes: each pass reads every chunk once for all of them.
-        models = sweep(bigclust.KMeans(random_state=42), {"n_clusters": K_RANGE}, store)
+        models = sweep(
+            bigclust.KMeans(random_state=42), {"n_clusters": K_RANGE}, store, silhouette=None
+        )  # silhouette=None: the elbow needs the inertias only (kmeans_silhouette.py)
         inertias = [row["inertia"] for row in models.rows]
         print(" k     inertia  iterations")
         for row in models.rows:

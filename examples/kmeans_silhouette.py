@@ -1,4 +1,4 @@
-"""Choosing k with the silhouette score, on a sample of a Zarr store.
+"""Choosing k with the silhouette score of a Zarr store, estimated from a sample.
 
 The notebook's second way to choose ``k`` after the elbow: the mean silhouette coefficient
 for k = 2..10, and the silhouette diagrams (each row's coefficient, sorted, per cluster) for
@@ -7,11 +7,12 @@ k = 3..6. On the notebook's five blobs both say what the notebook says: k = 4 sc
 every cluster of k = 5 reaching past the mean in its diagram.
 
 At scale: the models are fitted to the whole store, together in shared passes
-(``bigclust.model_selection.sweep``), and the silhouette is computed on a
-uniform sample of its rows (``--sample-size``, 10,000 by default). The silhouette is
-quadratic in the rows it scores, so scikit-learn's ``silhouette_score`` scores the
-in-memory sample; the sample is read from the store once, and each model labels it with
-``predict`` (NumPy in, NumPy out), so scoring a model reads no more data.
+(``bigclust.model_selection.sweep``), and each model's silhouette is estimated by
+``bigclust.metrics.silhouette_score`` from a sample of ``--sample-size`` rows (10,000 by
+default), stratified by cluster, **each sampled row scored exactly against all rows** (three
+passes; scikit-learn's ``sample_size`` scores the sample against itself), with its standard
+error. The diagrams are drawn for a uniform sample of the rows read from the store once,
+scored within the sample (``bigclust.metrics.silhouette_samples`` on NumPy, as scikit-learn's).
 
 Run::
 
@@ -26,19 +27,21 @@ from __future__ import annotations
 
 import _example_kit as kit  # examples/_example_kit.py, beside this script
 import numpy as np
-from sklearn.metrics import silhouette_samples, silhouette_score
 
 import bigclust
+from bigclust.metrics import silhouette_samples, silhouette_score
 from bigclust.model_selection import sweep
 
 K_RANGE = range(2, 11)
 DIAGRAMS = (3, 4, 5, 6)
 
 
-def plot_scores(plt, scores, sample_size, out):
+def plot_scores(plt, scores, errors, scored, out):
     ks = list(scores)
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.plot(ks, list(scores.values()), "bo-")
+    ax.errorbar(ks, list(scores.values()), yerr=[2 * errors[k] for k in ks], fmt="bo-",
+                capsize=3, label="estimate, \u00b12 standard errors" if any(errors.values())
+                else "exact")  # fmt: skip
     best = max(scores, key=scores.get)
     ax.plot([best], [scores[best]], "rs", markersize=10, label=f"highest: k = {best}")
     ax.set_xlabel("$k$ (n_clusters)")
@@ -46,11 +49,11 @@ def plot_scores(plt, scores, sample_size, out):
     ax.set_xticks(ks)
     ax.legend(loc="upper right")
     ax.grid(True)
-    ax.set_title(f"Mean silhouette of KMeans(k), on a sample of {sample_size:,} rows")
+    ax.set_title(f"Silhouette of KMeans(k): {scored}")
     return kit.save(fig, out, "kmeans_silhouette.png")
 
 
-def plot_diagrams(plt, sample, labels_by_k, scores, out):
+def plot_diagrams(plt, sample, labels_by_k, out):
     from matplotlib.ticker import FixedFormatter, FixedLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 9), sharex=True)
@@ -67,12 +70,15 @@ def plot_diagrams(plt, sample, labels_by_k, scores, out):
             pos += len(c) + padding
         ax.yaxis.set_major_locator(FixedLocator(ticks))
         ax.yaxis.set_major_formatter(FixedFormatter(range(k)))
-        ax.axvline(scores[k], color="red", linestyle="--", label="mean")
+        ax.axvline(coefficients.mean(), color="red", linestyle="--", label="mean")
         ax.set_ylabel("cluster")
         ax.set_xlabel("silhouette coefficient")
-        ax.set_title(f"k = {k}: mean {scores[k]:.3f}")
+        ax.set_title(f"k = {k}: mean {coefficients.mean():.3f}")
         ax.legend(loc="lower right")
-    fig.suptitle("Silhouette diagrams (sampled rows, sorted within each cluster)")
+    fig.suptitle(
+        f"Silhouette diagrams of {len(sample):,} sampled rows (scored within the sample, "
+        "sorted in each cluster)"
+    )
     return kit.save(fig, out, "kmeans_silhouette_diagrams.png")
 
 
@@ -88,28 +94,37 @@ def main(argv=None) -> dict:
     with kit.workdir(args.workdir) as tmp:
         store, _ = kit.write_blobs(tmp / "blobs.zarr", n)
         X = bigclust.as_dask_array(store)
-        rows = kit.sample_rows(n, args.sample_size, seed=0)
-        sample = X[rows].compute()  # one read of the chunks holding sampled rows
-        print(f"{n:,} rows in {store}; silhouette on {len(sample):,} sampled rows")
+        rows = kit.sample_rows(n, min(args.sample_size, 10_000), seed=0)
+        sample = X[rows].compute()  # for the diagrams: one read of the chunks holding them
+        # A sample as large as the data is the exact score.
+        sample_size = args.sample_size if args.sample_size < n else None
+        scored = (
+            f"{sample_size:,} sampled rows scored against all rows"
+            if sample_size
+            else f"all {n:,} rows (exact)"
+        )
+        print(f"{n:,} rows in {store}; silhouette of {scored}")
 
         # The nine models in shared passes (each pass reads the store once for all of them).
-        fitted = sweep(bigclust.KMeans(random_state=42), {"n_clusters": K_RANGE}, store).models
-        scores, labels_by_k = {}, {}
-        print(" k  silhouette")
+        fitted = sweep(
+            bigclust.KMeans(random_state=42), {"n_clusters": K_RANGE}, store, silhouette=None
+        ).models
+        scores, errors, labels_by_k = {}, {}, {}
+        print(" k  silhouette  standard error")
         for km in fitted:
             k = km.n_clusters
+            scores[k], errors[k] = silhouette_score(
+                store, km.labels_, sample_size=sample_size, random_state=0, return_std=True
+            )
             labels_by_k[k] = km.predict(sample)  # NumPy in, NumPy out: no pass
-            # scikit-learn's silhouette on the in-memory sample: bigclust has no silhouette of
-            # its own in this version, and this is the documented way to score a store.
-            scores[k] = float(silhouette_score(sample, labels_by_k[k]))
-            print(f"{k:2d} {scores[k]:11.4f}")
+            print(f"{k:2d} {scores[k]:11.4f} {errors[k]:15.4f}")
         best = max(scores, key=scores.get)
         print(f"highest silhouette: k = {best}")
         figures = [
-            plot_scores(plt, scores, len(sample), args.out),
-            plot_diagrams(plt, sample, labels_by_k, scores, args.out),
+            plot_scores(plt, scores, errors, scored, args.out),
+            plot_diagrams(plt, sample, labels_by_k, args.out),
         ]
-    return {"silhouette": scores, "best_k": best, "figures": figures}
+    return {"silhouette": scores, "std_error": errors, "best_k": best, "figures": figures}
 
 
 if __name__ == "__main__":
