@@ -2,8 +2,15 @@
 
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
-from bigclust.mixture import GaussianMixture
+from bigclust.mixture import BayesianGaussianMixture, GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "KMeans", "MiniBatchKMeans", "__version__", "as_dask_array"]
+__all__ = [
+    "BayesianGaussianMixture",
+    "GaussianMixture",
+    "KMeans",
+    "MiniBatchKMeans",
+    "__version__",
+    "as_dask_array",
+]
