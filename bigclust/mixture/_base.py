@@ -135,9 +135,10 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._dtype = inp.data.dtype
         self._ctype = covariance_type(self.covariance_type)
         self._check_parameters(inp.shape[1])
+        given_resp = self._given_responsibilities(inp)
         data = keep_in_memory(inp.data, inp.in_memory)
         self._check_data_parameters(data)
-        self._fit_loop(data, self._given_responsibilities(inp))
+        self._fit_loop(data, given_resp)
         record_features(self, inp)
         return self
 
