@@ -7,8 +7,10 @@ as ``init_params=<array>``). The time of one iteration is ``(T(m) - T(0)) / m``,
 ``T(m)`` the wall time of ``fit(max_iter=m, tol=0)``: both fits pay the same priors,
 initialisation (and, for scikit-learn, its final E-step), so the difference is ``m``
 iterations exactly. bigclust runs on the threaded scheduler (one BLAS thread per task);
-scikit-learn with its default BLAS threads. scikit-learn's runs come first, all of them,
-then bigclust's (OpenMP peers are not interleaved call by call).
+scikit-learn with its default BLAS threads and, as a second peer, with one BLAS thread (on a
+busy machine OpenBLAS's spinning threads slow its many small products; one thread shows
+what is left). scikit-learn's runs come first, all of them, then bigclust's (OpenMP peers
+are not interleaved call by call).
 
 Peak memory: the highest resident set size of this process (sampled every 20 ms) above the
 level before ``fit(max_iter=m)``, the data and the initial responsibilities already
@@ -29,7 +31,7 @@ import warnings
 import dask
 import numpy as np
 import psutil
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from benchmarks._common import PeakRSS, Row, format_bytes, print_table
 
@@ -96,6 +98,9 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--types", default="full,diag")
+    parser.add_argument(
+        "--no-one-thread", action="store_true", help="skip scikit-learn with one BLAS thread"
+    )
     args = parser.parse_args(argv)
     n, d, k = args.n_samples, args.n_features, args.n_components
     X, resp = make_problem(n, d, k)
@@ -113,38 +118,41 @@ def main(argv=None):
         sk_times, sk_peak, sk = per_iteration(
             _sklearn, X, resp, kwargs, args.iterations, args.repeats
         )
+        sk1_times = None
+        if not args.no_one_thread:
+            with threadpool_limits(1):
+                sk1_times, _, _ = per_iteration(
+                    _sklearn, X, resp, kwargs, args.iterations, args.repeats
+                )
         with dask.config.set(scheduler="threads"):
             bc_times, bc_peak, bc = per_iteration(
                 _bigclust, X, resp, kwargs, args.iterations, args.repeats
             )
         diff = np.abs(bc.means_ - sk.means_).max() / np.abs(sk.means_).max()
         lb = abs(bc.lower_bound_ - float(np.squeeze(sk.lower_bound_))) / abs(sk.lower_bound_)
-        runs = (
-            ", ".join(f"{t:.3f}" for t in bc_times)
-            + " vs "
-            + ", ".join(f"{t:.3f}" for t in sk_times)
+        rows = [_time_row("s / iteration", bc_times, sk_times)]
+        if sk1_times is not None:
+            rows.append(_time_row("s / iteration, 1 BLAS thread peer", bc_times, sk1_times))
+        rows.append(
+            Row(
+                "peak RSS above data",
+                bc_peak,
+                sk_peak,
+                "B",
+                f"{format_bytes(bc_peak)} vs {format_bytes(sk_peak)}",
+            )
         )
         print_table(
             f"covariance_type={ctype!r} (means vs scikit-learn {diff:.1e}, lower bound "
             f"{float(lb):.1e})",
-            [
-                Row(
-                    "s / iteration",
-                    statistics.median(bc_times),
-                    statistics.median(sk_times),
-                    "s",
-                    f"runs {runs}",
-                ),
-                Row(
-                    "peak RSS above data",
-                    bc_peak,
-                    sk_peak,
-                    "B",
-                    f"{format_bytes(bc_peak)} vs {format_bytes(sk_peak)}",
-                ),
-            ],
+            rows,
             peer_name="scikit-learn",
         )
+
+
+def _time_row(name, ours, peer):
+    runs = ", ".join(f"{t:.3f}" for t in ours) + " vs " + ", ".join(f"{t:.3f}" for t in peer)
+    return Row(name, statistics.median(ours), statistics.median(peer), "s", f"runs {runs}")
 
 
 if __name__ == "__main__":
