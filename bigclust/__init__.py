@@ -6,11 +6,12 @@ from bigclust._percentile import percentile
 from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
-from bigclust.mixture import GaussianMixture
+from bigclust.mixture import BayesianGaussianMixture, GaussianMixture
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
     "CheckpointMismatchError",
     "GaussianMixture",
     "KMeans",
