@@ -55,3 +55,159 @@ def processes(process_client):
     """Run the test body on the multi-process LocalCluster."""
     with process_client.as_current(), dask.config.set(scheduler=process_client):
         yield "processes"
+
+
+# --- a real cluster: `dask scheduler` and `dask worker` as separate OS processes -------------
+
+
+class ProcessCluster:
+    """A scheduler and workers started with the production commands, on loopback only.
+
+    ``dask scheduler --scheduler-file F`` and ``dask worker --scheduler-file F --nthreads 1
+    --memory-limit ...``, each in its own process group (so that a nanny's worker process goes
+    down with it), from the ``dask`` script of this interpreter's environment. Their output goes
+    to log files in ``directory`` (the scheduler's log shows its warnings). :meth:`close` kills
+    every process by its own group id, whatever state the tests left it in.
+    """
+
+    STARTUP_TIMEOUT = 60
+
+    def __init__(self, directory, memory_limit="1GiB"):
+        import pathlib
+
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.scheduler_file = self.directory / "scheduler.json"
+        self.memory_limit = memory_limit
+        self.processes = []  # every Popen started, for teardown
+        self.workers = {}  # name -> Popen of `dask worker` (the nanny, or the worker itself)
+        self._count = 0
+        self.scheduler = None
+        self.client = None
+
+    def _dask(self, *args, log, env=None):
+        import os
+        import subprocess
+        import sys
+
+        dask_script = os.path.join(os.path.dirname(sys.executable), "dask")
+        environ = dict(os.environ if env is None else env)
+        # Workers import the bigclust the tests import (a worktree, or the installed one).
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
+        with open(self.directory / log, "ab") as out:
+            process = subprocess.Popen(
+                [dask_script, *args],
+                cwd=self.directory,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one at teardown
+            )
+        self.processes.append(process)
+        return process
+
+    def start(self, n_workers=2, **worker_options):
+        import time
+
+        from distributed import Client
+
+        self.scheduler = self._dask(
+            "scheduler", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
+            "--port", "0", "--no-dashboard", log="scheduler.log",
+        )  # fmt: skip
+        deadline = time.monotonic() + self.STARTUP_TIMEOUT
+        while not self.scheduler_file.exists():
+            if self.scheduler.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dask scheduler did not start:\n{self.log('scheduler')}")
+            time.sleep(0.05)
+        for _ in range(n_workers):
+            self.add_worker(wait=False, **worker_options)
+        self.client = Client(
+            scheduler_file=str(self.scheduler_file), timeout=self.STARTUP_TIMEOUT,
+            set_as_default=False,
+        )  # fmt: skip
+        self.wait_for_workers()
+        return self
+
+    def add_worker(self, *, nanny=True, env=None, wait=True):
+        """Start one more ``dask worker`` (``--no-nanny`` if not ``nanny``); return its name."""
+        name = f"w{self._count}"
+        self._count += 1
+        self.workers[name] = self._dask(
+            "worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
+            "--nthreads", "1", "--memory-limit", self.memory_limit, "--no-dashboard",
+            "--name", name, "--local-directory", str(self.directory / "work"),
+            "--death-timeout", "60", "--nanny" if nanny else "--no-nanny",
+            log=f"{name}.log", env=env,
+        )  # fmt: skip
+        if wait:
+            self.wait_for_workers()
+        return name
+
+    def alive_workers(self):
+        return {n: p for n, p in self.workers.items() if p.poll() is None}
+
+    def wait_for_workers(self, names=None):
+        """Wait (bounded) until the scheduler lists every live worker started (or ``names``)."""
+        import time
+
+        names = set(self.alive_workers() if names is None else names)
+        deadline = time.monotonic() + self.STARTUP_TIMEOUT
+        while not names <= set(self.addresses()):
+            dead = [n for n in names if self.workers[n].poll() is not None]
+            if dead or time.monotonic() > deadline:
+                logs = "\n".join(self.log(n) for n in names)
+                raise RuntimeError(f"workers {sorted(names)} did not connect:\n{logs}")
+            time.sleep(0.05)
+
+    def addresses(self):
+        """Worker name -> address, as the scheduler sees them now."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {w["name"]: address for address, w in info.items()}
+
+    def worker_pid(self, name):
+        """The pid of the process that runs ``name``'s tasks (the nanny's child, if any)."""
+        import os
+
+        address = self.addresses()[name]
+        return self.client.run(os.getpid, workers=[address])[address]
+
+    def log(self, name):
+        path = self.directory / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def close(self):
+        import os
+        import signal
+
+        if self.client is not None:
+            self.client.close(timeout=5)
+        for process in self.processes:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # already gone with its group
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def process_cluster(tmp_path_factory):
+    """A scheduler and two nanny workers as separate OS processes, shared by the session.
+
+    Tests that kill processes start clusters of their own.
+    """
+    cluster = ProcessCluster(tmp_path_factory.mktemp("process-cluster"))
+    try:
+        yield cluster.start(n_workers=2)
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def on_process_cluster(process_cluster):
+    """Run the test body with the process cluster's client as the active scheduler."""
+    client = process_cluster.client
+    with client.as_current(), dask.config.set(scheduler=client):
+        yield process_cluster
