@@ -60,6 +60,18 @@ def processes(process_client):
 # --- a real cluster: `dask scheduler` and `dask worker` as separate OS processes -------------
 
 
+def _die_with_parent():
+    """In the child before exec: on Linux, get SIGKILL when the test process dies, so that
+    not even a killed pytest leaves a cluster behind (teardown kills it otherwise)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ProcessCluster:
     """A scheduler and workers started with the production commands, on loopback only.
 
@@ -104,6 +116,7 @@ class ProcessCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one at teardown
+                preexec_fn=_die_with_parent,
             )
         self.processes.append(process)
         return process
@@ -113,6 +126,7 @@ class ProcessCluster:
 
         from distributed import Client
 
+        self.scheduler_file.unlink(missing_ok=True)  # a stale one names a dead scheduler
         self.scheduler = self._dask(
             "scheduler", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
             "--port", "0", "--no-dashboard", log="scheduler.log",
