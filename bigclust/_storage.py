@@ -86,9 +86,10 @@ def atomic_directory(
 
     Yields ``(target, renamed)``: the path or URL to write to and whether it will be renamed
     into place. On a local file system ``target`` is a fresh temporary directory beside
-    ``path``, renamed to ``path`` when the block ends without error (and deleted if it
-    raises). Elsewhere ``target`` is ``path`` itself and ``renamed`` is ``False``: the caller
-    marks the output complete as its last write (see :func:`write_zarr_array`).
+    ``path`` (created empty), renamed to ``path`` when the block ends without error (and
+    deleted if it raises). Elsewhere ``target`` is ``path`` itself and ``renamed`` is
+    ``False``: the caller marks the output complete as its last write (see
+    :func:`write_zarr_array`).
 
     Parameters
     ----------
@@ -124,6 +125,7 @@ def atomic_directory(
     tag = uuid.uuid4().hex[:8]
     temporary = os.path.join(parent, f".{name}.tmp-{tag}")
     try:
+        os.mkdir(temporary)
         yield temporary, True
         _rename_into_place(temporary, local, path, overwrite, tag)
     finally:

@@ -508,7 +508,7 @@ class ZarrReader:
 
     @classmethod
     def from_zarr(cls, array: Any) -> ZarrReader:
-        label = str(getattr(array, "store_path", array))
+        label = _describe_store(array)
         try:
             import zarr
 
@@ -649,7 +649,7 @@ def as_dask_array(
         elif len(array.chunks[1]) > 1:
             array = array.rechunk({1: n_features})
     elif _is_zarr_array(source):
-        _storage.check_complete(source.attrs, str(getattr(source, "store_path", source)))
+        _storage.check_complete(source.attrs, _describe_store(source))
         raw = ZarrChunkFiles.from_zarr(source)
         zarr_rows = source.chunks[0]
         whole = raw is None or raw.checksum
@@ -696,6 +696,23 @@ def _wrap_numpy(X: np.ndarray, rows: int) -> da.Array:
     graph = {(name, i, 0): X[start : start + rows] for i, start in enumerate(starts)}
     chunks = (tuple(min(rows, X.shape[0] - start) for start in starts), (X.shape[1],))
     return da.Array(graph, name, chunks, dtype=X.dtype)
+
+
+def _describe_store(array: Any) -> str:
+    """Where a Zarr array lives, for messages: a local path or a URL."""
+    store = getattr(array, "store", None)
+    fs = getattr(store, "fs", None)
+    try:
+        if fs is not None:
+            base = fs.unstrip_protocol(store.path)
+        elif getattr(store, "root", None) is not None:
+            base = str(store.root)
+        else:
+            base = str(getattr(array, "store_path", array))
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - exotic stores
+        base = str(store)
+    path = getattr(array, "path", "")
+    return f"{base.rstrip('/')}/{path}" if path else base
 
 
 def _is_zarr_array(obj: Any) -> bool:

@@ -104,9 +104,11 @@ class ProcessCluster:
 
         dask_script = os.path.join(os.path.dirname(sys.executable), "dask")
         environ = dict(os.environ if env is None else env)
-        # Workers import the bigclust the tests import (a worktree, or the installed one).
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
+        # Workers import the bigclust the tests import (a worktree, or the installed one),
+        # and the test modules, for the functions that tests run on them.
+        tests = os.path.dirname(os.path.abspath(__file__))
+        paths = (os.path.dirname(tests), tests, environ.get("PYTHONPATH"))
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         with open(self.directory / log, "ab") as out:
             process = subprocess.Popen(
                 [dask_script, *args],
@@ -138,10 +140,11 @@ class ProcessCluster:
             time.sleep(0.05)
         for _ in range(n_workers):
             self.add_worker(wait=False, **worker_options)
+        # The scheduler is up (it wrote its file): connecting takes milliseconds. The timeout
+        # also bounds how long the client tries to reconnect once a test kills the scheduler.
         self.client = Client(
-            scheduler_file=str(self.scheduler_file), timeout=self.STARTUP_TIMEOUT,
-            set_as_default=False,
-        )  # fmt: skip
+            scheduler_file=str(self.scheduler_file), timeout=10, set_as_default=False
+        )
         self.wait_for_workers()
         return self
 
@@ -187,6 +190,41 @@ class ProcessCluster:
 
         address = self.addresses()[name]
         return self.client.run(os.getpid, workers=[address])[address]
+
+    def kill_when_busy(self, name, how, match=("map-",), timeout=60.0):
+        """SIGKILL worker ``name`` as soon as it is running one of the fit's tasks.
+
+        Runs in a background thread (returned, started); ``thread.killed_at`` is the
+        ``time.monotonic()`` of the kill, or ``None`` if the worker ran no task whose key
+        contains one of ``match`` within ``timeout``. ``how``: ``"worker"`` kills the worker
+        process under its nanny (which starts a new one), ``"process"`` kills the ``dask
+        worker`` process group (nanny and worker, or a ``--no-nanny`` worker).
+        """
+        import os
+        import signal
+        import threading
+        import time
+
+        address = self.addresses()[name]
+        target = self.worker_pid(name) if how == "worker" else self.workers[name].pid
+
+        def watch():
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                keys = self.client.processing(workers=[address]).get(address, ())
+                if any(m in str(key) for key in keys for m in match):
+                    if how == "worker":
+                        os.kill(target, signal.SIGKILL)
+                    else:
+                        os.killpg(target, signal.SIGKILL)
+                    thread.killed_at = time.monotonic()
+                    return
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=watch, daemon=True, name=f"kill-{name}")
+        thread.killed_at, thread.pid = None, target
+        thread.start()
+        return thread
 
     def log(self, name):
         path = self.directory / f"{name}.log"
