@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "MARKER",
     "IncompleteStoreError",
+    "access_error",
     "all_chunks_written",
     "atomic_directory",
     "check_complete",
@@ -67,14 +68,50 @@ def check_complete(attrs: Any, where: str) -> None:
         )
 
 
+#: The extra that installs each object-storage protocol's fsspec backend.
+_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3")}
+
+
+def backend_import_error(url: str, err: ImportError) -> ImportError:
+    """An ImportError for a URL whose fsspec backend is not installed, saying what to install."""
+    protocol = url.split("://", 1)[0].lower()
+    if protocol in _EXTRAS:
+        package, extra = _EXTRAS[protocol]
+        return ImportError(
+            f"{url!r} needs the {package} package, which is not installed: "
+            f'pip install "bigclust[{extra}]"'
+        )
+    return ImportError(f"{url!r}: {err}")
+
+
+def access_error(url: str, err: BaseException, doing: str = "read") -> Exception:
+    """The bigclust error for a store that is missing or may not be accessed, naming it."""
+    from bigclust.io import StoreAccessError, StoreNotFoundError
+
+    if isinstance(err, FileNotFoundError):
+        return StoreNotFoundError(f"Cannot {doing} {url!r}: {err}")
+    return StoreAccessError(
+        f"Cannot {doing} {url!r}: access denied ({err}). Check the credentials "
+        "(storage_options, or the AWS_* environment variables of the client and workers)."
+    )
+
+
+def _url_to_fs(path: str, storage_options: dict | None):
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(path, **(storage_options or {}))
+    except ImportError as err:
+        raise backend_import_error(path, err) from None
+
+
 def _local_path(path: str, storage_options: dict | None) -> str | None:
     """The local file-system path of ``path``, or ``None`` for other file systems."""
     if "://" not in path:
         return os.path.abspath(path)
-    import fsspec
     from fsspec.implementations.local import LocalFileSystem
 
-    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    fs, fs_path = _url_to_fs(path, storage_options)
     return fs_path if isinstance(fs, LocalFileSystem) else None
 
 
@@ -109,10 +146,12 @@ def atomic_directory(
     path = os.fspath(path)
     local = _local_path(path, storage_options)
     if local is None:
-        import fsspec
-
-        fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
-        if fs.exists(fs_path):
+        fs, fs_path = _url_to_fs(path, storage_options)
+        try:
+            exists = fs.exists(fs_path)
+        except (PermissionError, FileNotFoundError) as err:
+            raise access_error(path, err, "write") from err
+        if exists:
             if not overwrite:
                 raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
             fs.rm(fs_path, recursive=True)
@@ -197,7 +236,6 @@ def write_zarr_array(
     import dask
     import dask.array as da
     import zarr
-    from zarr.codecs import Crc32cCodec
 
     path = os.fspath(path)
     attributes = dict(attributes or {})
@@ -205,18 +243,28 @@ def write_zarr_array(
         target,
         renamed,
     ):
-        z = zarr.create_array(
-            target,
-            shape=X.shape,
-            dtype=X.dtype,
-            chunks=chunks,
-            compressors=[*(compressors or []), Crc32cCodec()],
-            overwrite=True,  # a stale temporary name, or an object-store prefix just cleared
-            storage_options=None if renamed else storage_options,
-            attributes={**attributes, MARKER: {"complete": False}},
-            config={"write_empty_chunks": True},
-        )
+        try:
+            z = _create(target, renamed, X, chunks, compressors, storage_options, attributes)
+        except (PermissionError, FileNotFoundError) as err:  # e.g. no such bucket
+            raise access_error(path, err, "write") from err
         task = da.store(X, z, lock=False, compute=False)
         (compute or dask.compute)(task)
         z.update_attributes({MARKER: {"complete": True}})
     return zarr.open_array(path, mode="r", storage_options=storage_options)
+
+
+def _create(target, renamed, X, chunks, compressors, storage_options, attributes):
+    import zarr
+    from zarr.codecs import Crc32cCodec
+
+    return zarr.create_array(
+        target,
+        shape=X.shape,
+        dtype=X.dtype,
+        chunks=chunks,
+        compressors=[*(compressors or []), Crc32cCodec()],
+        overwrite=True,  # a stale temporary name, or an object-store prefix just cleared
+        storage_options=None if renamed else storage_options,
+        attributes={**attributes, MARKER: {"complete": False}},
+        config={"write_empty_chunks": True},
+    )

@@ -785,7 +785,14 @@ def _open_path(path: str, storage_options: dict | None, what: str):
     try:
         # mode="r" opens read-only: bigclust never writes to a user's store.
         return zarr.open_array(path, mode="r", storage_options=storage_options)
+    except ImportError as err:  # the URL's fsspec backend (s3fs, ...) is not installed
+        raise _storage.backend_import_error(path, err) from None
     except FileNotFoundError as err:
         raise StoreNotFoundError(f"{what}: no Zarr array at {path!r} ({err}).") from err
+    except PermissionError as err:  # wrong credentials, or none
+        raise StoreAccessError(
+            f"{what}: may not read {path!r}: access denied ({err}). Check the credentials "
+            "(storage_options, or the AWS_* environment variables of the client and workers)."
+        ) from err
     except (KeyError, ValueError, TypeError) as err:
         raise StoreNotFoundError(f"{what}: {path!r} is not a readable Zarr array ({err}).") from err

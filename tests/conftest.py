@@ -263,3 +263,90 @@ def on_process_cluster(process_cluster):
     client = process_cluster.client
     with client.as_current(), dask.config.set(scheduler=client):
         yield process_cluster
+
+
+# --- object storage: moto's S3 server on loopback -------------------------------------------
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server (``moto[server]``) as a subprocess on 127.0.0.1, with real checks.
+
+    Authentication is enforced after the first three requests, which create an IAM user with
+    an access key allowed everything: requests signed with any other key are refused, as on
+    S3. Yields the endpoint, the key pair, the bucket ``bigclust`` and ``storage_options``
+    for s3fs. The server is killed by its process group at the end of the session.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("s3fs")
+    port = _free_port()
+    directory = tmp_path_factory.mktemp("moto")
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+    with open(directory / "moto.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((directory / "moto.log").read_text()) from None
+                time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{port}"
+        anyone = dict(endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+        iam = boto3.client("iam", **anyone)
+        iam.create_user(UserName="bigclust")
+        key = iam.create_access_key(UserName="bigclust")["AccessKey"]
+        iam.put_user_policy(
+            UserName="bigclust", PolicyName="everything",
+            PolicyDocument='{"Version": "2012-10-17", "Statement": '
+            '[{"Effect": "Allow", "Action": "*", "Resource": "*"}]}',
+        )  # fmt: skip
+        key_id, secret = key["AccessKeyId"], key["SecretAccessKey"]
+        s3 = boto3.client(
+            "s3", **dict(anyone, aws_access_key_id=key_id, aws_secret_access_key=secret)
+        )
+        s3.create_bucket(Bucket="bigclust")
+        yield {
+            "endpoint": endpoint,
+            "key": key_id,
+            "secret": secret,
+            "bucket": "bigclust",
+            "storage_options": {
+                "key": key_id,
+                "secret": secret,
+                "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            },
+            "env": {
+                "AWS_ACCESS_KEY_ID": key_id,
+                "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
