@@ -2,6 +2,7 @@
 
 from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust.cluster import KMeans, MiniBatchKMeans
+from bigclust.datasets import write_zarr
 from bigclust.io import as_dask_array
 from bigclust.mixture import GaussianMixture
 
@@ -17,4 +18,5 @@ __all__ = [
     "load",
     "save",
     "to_sklearn",
+    "write_zarr",
 ]
