@@ -23,7 +23,7 @@ from test_cluster_processes import estimators, fitted_values
 
 from bigclust._storage import MARKER, IncompleteStoreError, atomic_directory
 from bigclust.datasets import make_blobs, write_zarr
-from bigclust.driver import SchedulerLostError, _run_kernel, map_reduce, stream_fold
+from bigclust.driver import SchedulerLostError, _run_kernel, compute, map_reduce, stream_fold
 from bigclust.io import CorruptChunkError, MissingChunkError, as_dask_array
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -376,6 +376,8 @@ def test_a_scheduler_killed_mid_fit_is_one_clear_error(name, store, tmp_path):
                 map_reduce(_report_blas_threads, da.zeros((10, 2), chunks=5), check_finite=False)
             with pytest.raises(SchedulerLostError, match=address):
                 next(stream_fold(_fold, da.zeros((10, 2), chunks=5), [slice(0, 5)], 0))
+            with pytest.raises(SchedulerLostError, match=address):
+                compute(da.zeros((10, 2), chunks=5).sum())
             assert time.monotonic() - started < 5
         if name == "GaussianMixture":
             # bigclust/mixture/_gaussian_mixture.py: _prepare sets n_features_in_ and _em sets
