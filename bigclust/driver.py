@@ -47,7 +47,6 @@ __all__ = [
     "SchedulerLostError",
     "active_client",
     "combine",
-    "compute",
     "keep_in_memory",
     "place",
     "chunk_totals",
@@ -612,13 +611,6 @@ def scheduler_errors(client):
             f"({type(err).__name__}: {err}). The work was abandoned and the estimator left "
             "unchanged; restart the cluster and run again."
         ) from err
-
-
-def compute(*collections: Any) -> tuple:
-    """``dask.compute`` on the active scheduler, a lost scheduler raising
-    :class:`SchedulerLostError`: for the few small reads outside the passes (initial rows)."""
-    with scheduler_errors(active_client()):
-        return dask.compute(*collections)
 
 
 def active_client():
