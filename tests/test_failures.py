@@ -93,8 +93,6 @@ def test_a_store_deleted_during_a_fit_is_an_error_not_zeros(codec, name, tmp_pat
         with pytest.raises(MissingChunkError, match=r"chunk c/\d+/0 .*x\.zarr.* is missing"):
             est.fit(path)
     assert len(passes) >= 2
-    if name == "GaussianMixture":
-        pytest.xfail("GaussianMixture sets converged_ and n_features_in_ before its passes")
     assert not [k for k in vars(est) if k.endswith("_")], "left half-fitted"
 
 
@@ -379,11 +377,6 @@ def test_a_scheduler_killed_mid_fit_is_one_clear_error(name, store, tmp_path):
             with pytest.raises(SchedulerLostError, match=address):
                 compute(da.zeros((10, 2), chunks=5).sum())
             assert time.monotonic() - started < 5
-        if name == "GaussianMixture":
-            # bigclust/mixture/_gaussian_mixture.py: _prepare sets n_features_in_ and _em sets
-            # converged_ before the first pass (and the M-step sets weights_, means_, ... per
-            # iteration): the lead's mixture base class is to set them when the fit is done.
-            pytest.xfail("GaussianMixture sets converged_ and n_features_in_ before its passes")
         assert not [k for k in vars(est) if k.endswith("_")], "left half-fitted"
     finally:
         cluster.close()
