@@ -106,9 +106,7 @@ def _all_finite(stats: Any) -> bool:
 def _run_kernel(kernel, check_finite: bool, block, *rest):
     *aligned, params, start = rest
     # NaN/inf are reported below with their row; numpy's warnings about them are noise.
-    # One BLAS thread in the task itself, whatever process runs it: a worker started without
-    # a nanny does not get the nanny's OMP/OPENBLAS_NUM_THREADS=1.
-    with np.errstate(invalid="ignore", over="ignore"), single_blas_thread():
+    with np.errstate(invalid="ignore", over="ignore"), _task_blas():
         stats = kernel(block, *aligned, params, start)
     bad = None
     # Cheap detection: NaN/inf in the data makes the kernel's float statistics non-finite,
@@ -452,7 +450,7 @@ def _reduce_in_process(kernel, X, aligned, params, check_finite, what):
 
 def _run_rowwise(block, params, kernel, what, start):
     try:
-        with single_blas_thread():  # in the task, as in _run_kernel
+        with _task_blas():  # in the task, as in _run_kernel
             return kernel(block, params)
     except NonFiniteRow as bad:
         raise NonFiniteInputError(
@@ -678,15 +676,35 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
     return da.Array(graph, name, chunks, dtype=X.dtype)
 
 
+_synchronous = threading.local()  # .active: this thread runs a synchronous compute
+
+
+@contextlib.contextmanager
 def _blas_limited():
     """One BLAS thread per task while tasks run on threads of this process.
 
     The threaded scheduler (and an in-process distributed cluster) already runs one task per
     core; letting BLAS spawn its own threads on top oversubscribes the cores. Tasks set the same
-    limit themselves (threadpoolctl lets only one thread of a process change OpenBLAS's
-    process-wide limit: here, this one), which is what reaches worker processes.
+    limit themselves (:func:`_task_blas`; threadpoolctl lets only one thread of a process change
+    OpenBLAS's process-wide limit: here, this one), which is what reaches worker processes. The
+    synchronous scheduler runs one task at a time in this thread: BLAS keeps its threads.
     """
     if dask.base.get_scheduler() is dask.local.get_sync:
+        before = getattr(_synchronous, "active", False)
+        _synchronous.active = True
+        try:
+            yield
+        finally:
+            _synchronous.active = before
+    else:
+        with single_blas_thread():
+            yield
+
+
+def _task_blas():
+    """In a task, whatever process runs it: one BLAS thread (a worker started without a nanny
+    has no OMP/OPENBLAS_NUM_THREADS=1), except on the synchronous scheduler's thread."""
+    if getattr(_synchronous, "active", False):
         return contextlib.nullcontext()
     return single_blas_thread()
 

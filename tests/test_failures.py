@@ -313,6 +313,44 @@ def test_a_worker_killed_mid_fit_changes_nothing(name, how, store, killable, und
         killable.add_worker(nanny=nanny, env=None if nanny else killable.env)
 
 
+_CLIENT_SCRIPT = """
+import sys, dask
+from distributed import Client
+from test_failures import long_estimators
+client = Client(scheduler_file=sys.argv[1])
+with dask.config.set(scheduler=client):
+    long_estimators()["KMeans"].set_params(max_iter=10_000).fit(sys.argv[2])
+"""
+
+
+def test_a_client_killed_mid_fit_leaves_the_cluster_healthy(store, killable, undisturbed):
+    import subprocess
+    import sys
+
+    from test_cluster_processes import assert_same_fit
+
+    env = dict(os.environ)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(tests), tests, env.get("PYTHONPATH", "")])
+    client_process = subprocess.Popen(
+        [sys.executable, "-c", _CLIENT_SCRIPT, str(killable.scheduler_file), store],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not any(killable.client.processing().values()):
+            assert time.monotonic() < deadline and client_process.poll() is None
+            time.sleep(0.01)
+    finally:
+        os.killpg(client_process.pid, signal.SIGKILL)
+        client_process.wait(timeout=30)
+    client = killable.client
+    with client.as_current(), dask.config.set(scheduler=client):
+        for name, est in long_estimators().items():
+            assert_same_fit(fitted_values(est.fit(store)), undisturbed[name], rtol=0)
+
+
 def _dead(pid, timeout=10.0):
     import psutil
 
