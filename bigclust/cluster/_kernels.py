@@ -102,6 +102,42 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
         return [fn(first), *(other.result() for other in others)]
 
 
+# --- compiled passes --------------------------------------------------------------------
+
+#: Distance-matrix elements (rows x centers) that the kernels of one kind and dtype work
+#: through in NumPy in a process before they load the compiled passes of
+#: :mod:`bigclust.cluster._fused`. Loading costs 0.2-0.3 s in a fresh process when numba's
+#: disk cache is warm, a few seconds when it must compile, and the compiled passes save
+#: about 1 ns per element: small fits never pay it, large ones switch in their first pass.
+COMPILED_AFTER_ELEMENTS = 1 << 26
+
+#: ``None``: the rule above; ``True``/``False``: always/never the compiled passes. Set from
+#: the environment variable ``BIGCLUST_COMPILED=1``/``0`` (inherited by worker processes).
+USE_COMPILED: bool | None = {"1": True, "0": False}.get(os.environ.get("BIGCLUST_COMPILED", ""))
+
+_work_done: dict = {}
+_compiled_lock = threading.Lock()
+
+
+def compiled_passes(kind: str, dtype, elements: int):
+    """The module of compiled passes if a kernel of ``kind`` about to process ``elements``
+    distance-matrix elements of ``dtype`` should use it, else ``None`` (NumPy reference)."""
+    if USE_COMPILED is not None:
+        return _fused_module() if USE_COMPILED else None
+    key = (kind, np.dtype(dtype).char)
+    done = _work_done.get(key, 0)
+    if done < COMPILED_AFTER_ELEMENTS:
+        _work_done[key] = done + elements  # races only delay the switch by a call
+        return None
+    return _fused_module()
+
+
+def _fused_module():
+    with _compiled_lock:  # one thread imports numba; the others wait for it
+        from bigclust.cluster import _fused
+    return _fused
+
+
 def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):
     """``||c||^2 - 2 x.c`` for every row and center, through one BLAS product.
 
@@ -194,6 +230,31 @@ class Nearest:
         out = self._scratch("distances", (X.shape[0], self.n_centers))
         return _partial_distances(X, self.minus_2_centers_t, self.centers_sq, out)
 
+    def products(self, X: np.ndarray) -> np.ndarray:
+        """``-2 x.c`` for the rows of ``X`` (already shifted): the BLAS product alone, for the
+        compiled passes, which add ``centers_sq`` themselves (the same float additions)."""
+        out = self._scratch("distances", (X.shape[0], self.n_centers))
+        return np.matmul(X, self.minus_2_centers_t, out=out)
+
+    def compiled_labels(self, passes, X: np.ndarray):
+        """Labels and ``||c||^2 - 2 x.c`` at them, through the compiled passes: the labels of
+        :meth:`labels` bit for bit. ``X`` must be shifted already."""
+        n = X.shape[0]
+        labels = self._scratch_of("labels", n, np.int32)
+        best = self._scratch_of("best", n, self.dtype)
+        passes.nearest(self.products(X), self.centers_sq, labels, best)
+        return labels, best
+
+    def _scratch_of(self, name: str, n: int, dtype) -> np.ndarray:
+        buffers = thread_cached(("nearest rows",), dict)
+        key = (name, n, np.dtype(dtype))
+        found = buffers.get(key)
+        if found is None:
+            if len(buffers) >= MAX_CACHED_PER_THREAD:
+                buffers.clear()
+            found = buffers[key] = np.empty(n, dtype)
+        return found
+
     def partial(self, X: np.ndarray) -> np.ndarray:
         """``||c||^2 - 2 x.c``: squared distances less ``||x||^2`` (after the shift)."""
         return self._partial(self.shifted(X))
@@ -217,11 +278,6 @@ class Nearest:
         dist += np.einsum("ij,ij->i", X, X)
         np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
         return labels.astype(np.int32, copy=False), dist
-
-
-def nearest(X: np.ndarray, centers: np.ndarray):
-    """Nearest center and squared distance to it, for the rows of one block."""
-    return Nearest(centers, X.dtype)(X)
 
 
 class OneHot:
@@ -281,27 +337,61 @@ def lloyd_chunk_weighted(
     return _lloyd(block, sample_weight, params)
 
 
-def _lloyd(block, sample_weight, params: LloydParams) -> LloydStats:
+def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats:
+    """One Lloyd step's statistics over a chunk, in row blocks: nearest centers by one BLAS
+    product per block, per-center sums of the rows around the shift in float64 and, if asked,
+    the inertia from direct differences ``||x - c||^2`` in float64 (as scikit-learn reports
+    it: the expanded form used for the assignment leaves ~1e-3 on float32 rows that lie on
+    their centers).
+
+    ``passes``: the compiled passes (see :func:`compiled_passes`), which give the same labels
+    bit for bit and the same sums and inertia to rounding; ``None`` decides by the rule there,
+    ``False`` forces the NumPy reference.
+    """
     k, d = params.centers.shape
+    if passes is None:
+        passes = compiled_passes("lloyd", block.dtype, block.shape[0] * k)
     search = Nearest(params.centers, block.dtype)
+    centers = np.asarray(params.centers, np.float64)
+    shift = np.zeros(d) if search.shift is None else search.shift.astype(np.float64)
+    weights64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     sums = np.zeros((k, d), np.float64)
     weights = np.zeros(k, np.float64)
     inertia = 0.0
     for rows in row_blocks(block.shape[0], k):
         X = block[rows]
-        w = None if sample_weight is None else sample_weight[rows]
-        if params.with_inertia:
-            labels, dist = search(X)
-            inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w.astype(float))
-        else:
-            labels = search.labels(X)
+        w = None if weights64 is None else weights64[rows]
+        if passes:
+            X = np.ascontiguousarray(X)  # one compiled specialization per dtype
+            labels, _ = search.compiled_labels(passes, search.shifted(X))
+            w = _NO_WEIGHTS if w is None else w
+            if params.update_centers:
+                passes.accumulate(X, labels, w, shift, sums, weights)  # adds to both
+            if params.with_inertia:
+                inertia += passes.inertia(X, labels, w, centers)
+            continue
+        labels = search.labels(X)
         if params.update_centers:
-            # Summed near the origin: far from it, float32 sums of a block lose their digits.
-            sums += cluster_sums(search.shifted(X), labels, w, k)
+            # Summed near the origin in float64: far from it, the sums would lose the digits.
+            sums += cluster_sums(X.astype(np.float64) - shift, labels, w, k)
             weights += np.bincount(labels, weights=w, minlength=k)
+        if params.with_inertia:
+            inertia += _direct_inertia(X, labels, w, centers)
     if params.update_centers and search.shift is not None:
-        sums += np.outer(weights, search.shift)
+        sums += np.outer(weights, shift)
     return LloydStats(sums, weights, inertia)
+
+
+#: The compiled passes take an empty weight array for "all weights 1".
+_NO_WEIGHTS = np.empty(0, np.float64)
+
+
+def _direct_inertia(X, labels, w, centers) -> float:
+    """``sum_i w_i ||x_i - c_{labels[i]}||^2`` from direct differences in float64."""
+    diff = X.astype(np.float64)
+    diff -= centers[labels]
+    dist = np.einsum("ij,ij->i", diff, diff)
+    return float(dist.sum() if w is None else dist @ w)
 
 
 class Farthest(NamedTuple):
@@ -362,14 +452,22 @@ def _check_finite_rows(values: np.ndarray, X: np.ndarray, offset: int) -> None:
         raise NonFiniteRow(offset + int(bad[0]) if bad.size else offset)
 
 
-def labels_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Index of the nearest center for every row."""
+def labels_block(block: np.ndarray, centers: np.ndarray, passes=None) -> np.ndarray:
+    """Index of the nearest center for every row (``passes`` as in :func:`_lloyd`)."""
     search = Nearest(centers, block.dtype)
+    if passes is None:
+        passes = compiled_passes("lloyd", block.dtype, block.shape[0] * len(centers))
     out = np.empty(block.shape[0], np.int32)
     for rows in row_blocks(block.shape[0], len(centers)):
-        D = search.partial(block[rows])
-        labels = D.argmin(axis=1)
-        _check_finite_rows(np.take_along_axis(D, labels[:, None], axis=1), block[rows], rows.start)
+        X = block[rows]
+        if passes:
+            labels, best = search.compiled_labels(passes, search.shifted(np.ascontiguousarray(X)))
+        else:
+            D = search.partial(X)
+            labels = D.argmin(axis=1)
+            best = np.take_along_axis(D, labels[:, None], axis=1)
+        # A row holding a NaN or an infinity has a non-finite distance at its argmin.
+        _check_finite_rows(best, X, rows.start)
         out[rows] = labels
     return out
 
