@@ -1,18 +1,14 @@
-"""Compiled (numba) passes over a row block after its BLAS product: the rest of a K-Means step.
+"""Compiled (numba) passes over a row block after its nearest centers: the rest of a K-Means step.
 
-Each pass takes ``D``, the block's ``(n_rows, n_centers)`` matrix of ``-2 x.c`` (or of
-``||c||^2 - 2 x.c``, with ``centers_sq`` all zero), computed by one BLAS product in the data's
-dtype, and finishes the block in one compiled loop over its rows: nearest center, per-center
-sums (float64) and weights, and where asked the exact squared distance to the assigned center.
-NumPy takes a dozen passes over the matrix and the rows for the same work (its argmin over 64
-centers alone costs as much as the product).
+Given the rows of a block and their labels (NumPy's ``argmin`` over the BLAS product, kept
+because its SIMD loop is twice as fast here as a compiled scalar one), one compiled loop over
+the rows gives the per-center sums (float64) and weights, another the exact inertia from
+direct differences, and a last one the mini-batch center update. NumPy needs a sparse one-hot
+product, a ``bincount``, a gather and half a dozen temporaries for the same work.
 
-The nearest center is NumPy's ``argmin`` of ``D[i] + centers_sq``, bit for bit: the same float
-additions, the first minimum on ties and the first NaN if there is one (so a row holding a NaN
-or an infinity always has a non-finite ``best``).
-
-Compiled at first use and cached on disk (``cache=True``); :func:`bigclust.cluster._kernels.
-compiled_passes` decides when a kernel uses them rather than its NumPy reference.
+Compiled at first use and cached on disk (``cache=True``);
+:func:`bigclust.cluster._kernels.compiled_passes` decides when the kernels use these passes
+rather than their NumPy reference.
 """
 
 from __future__ import annotations
@@ -22,43 +18,25 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def nearest(D, centers_sq, labels, best):  # pragma: no cover - compiled
-    """``labels[i] = argmin_j D[i, j] + centers_sq[j]`` and ``best[i]`` that minimum."""
-    n, k = D.shape
-    for i in range(n):
-        b = D[i, 0] + centers_sq[0]
-        a = 0
-        if b == b:
-            for j in range(1, k):
-                v = D[i, j] + centers_sq[j]
-                if v < b:
-                    b = v
-                    a = j
-                elif v != v:  # NaN
-                    b = v
-                    a = j
-                    break
-        labels[i] = a
-        best[i] = b
-
-
-@njit(cache=True, nogil=True)
 def accumulate(X, labels, weights, shift, sums, totals):  # pragma: no cover - compiled
     """``sums[j] += w_i (x_i - shift)`` and ``totals[j] += w_i`` over the rows of label ``j``,
-    in float64 (``weights`` empty: every weight is 1)."""
+    in float64 (``weights`` empty: every weight is 1; ``totals`` empty: not wanted)."""
     n, d = X.shape
     weighted = weights.shape[0] > 0
+    count = totals.shape[0] > 0
     for i in range(n):
         j = labels[i]
         if weighted:
             w = weights[i]
             for f in range(d):
                 sums[j, f] += w * (np.float64(X[i, f]) - shift[f])
-            totals[j] += w
+            if count:
+                totals[j] += w
         else:
             for f in range(d):
                 sums[j, f] += np.float64(X[i, f]) - shift[f]
-            totals[j] += 1.0
+            if count:
+                totals[j] += 1.0
 
 
 # Reassociating the sum of squares lets it vectorize (4x faster); every term is >= 0, so the
@@ -66,8 +44,10 @@ def accumulate(X, labels, weights, shift, sums, totals):  # pragma: no cover - c
 @njit(cache=True, nogil=True, fastmath={"reassoc"})
 def inertia(X, labels, weights, centers):  # pragma: no cover - compiled
     """``sum_i w_i ||x_i - c_{labels[i]}||^2`` from direct differences in float64: exact to
-    rounding where ``||x||^2 - 2 x.c + ||c||^2`` loses every digit (rows on their centers)."""
-    n, d = X.shape
+    rounding where ``||x||^2 - 2 x.c + ||c||^2`` loses every digit (rows on their centers).
+    Only the first ``centers.shape[1]`` columns of ``X`` count."""
+    n = X.shape[0]
+    d = centers.shape[1]
     weighted = weights.shape[0] > 0
     total = 0.0
     for i in range(n):

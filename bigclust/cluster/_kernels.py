@@ -27,14 +27,19 @@ from bigclust._errors import NonFiniteRow
 BLOCK_ELEMENTS = 1 << 19
 
 
-def block_rows(n_centers: int) -> int:
+#: The same for the compiled passes, which read the block's rows and labels again after the
+#: argmin: 2**17 floats (a 0.5-1 MiB matrix) keep them in cache (measured 1.5x faster than 2**19).
+COMPILED_BLOCK_ELEMENTS = 1 << 17
+
+
+def block_rows(n_centers: int, elements: int = BLOCK_ELEMENTS) -> int:
     """Rows per block for a distance matrix against ``n_centers`` centers."""
-    return int(min(16384, max(256, BLOCK_ELEMENTS // max(1, n_centers))))
+    return int(min(16384, max(256, elements // max(1, n_centers))))
 
 
-def row_blocks(n_rows: int, n_centers: int):
+def row_blocks(n_rows: int, n_centers: int, elements: int = BLOCK_ELEMENTS):
     """Yield ``slice`` objects covering ``range(n_rows)`` in blocks."""
-    step = block_rows(n_centers)
+    step = block_rows(n_centers, elements)
     for lo in range(0, n_rows, step):
         yield slice(lo, min(lo + step, n_rows))
 
@@ -230,31 +235,6 @@ class Nearest:
         out = self._scratch("distances", (X.shape[0], self.n_centers))
         return _partial_distances(X, self.minus_2_centers_t, self.centers_sq, out)
 
-    def products(self, X: np.ndarray) -> np.ndarray:
-        """``-2 x.c`` for the rows of ``X`` (already shifted): the BLAS product alone, for the
-        compiled passes, which add ``centers_sq`` themselves (the same float additions)."""
-        out = self._scratch("distances", (X.shape[0], self.n_centers))
-        return np.matmul(X, self.minus_2_centers_t, out=out)
-
-    def compiled_labels(self, passes, X: np.ndarray):
-        """Labels and ``||c||^2 - 2 x.c`` at them, through the compiled passes: the labels of
-        :meth:`labels` bit for bit. ``X`` must be shifted already."""
-        n = X.shape[0]
-        labels = self._scratch_of("labels", n, np.int32)
-        best = self._scratch_of("best", n, self.dtype)
-        passes.nearest(self.products(X), self.centers_sq, labels, best)
-        return labels, best
-
-    def _scratch_of(self, name: str, n: int, dtype) -> np.ndarray:
-        buffers = thread_cached(("nearest rows",), dict)
-        key = (name, n, np.dtype(dtype))
-        found = buffers.get(key)
-        if found is None:
-            if len(buffers) >= MAX_CACHED_PER_THREAD:
-                buffers.clear()
-            found = buffers[key] = np.empty(n, dtype)
-        return found
-
     def partial(self, X: np.ndarray) -> np.ndarray:
         """``||c||^2 - 2 x.c``: squared distances less ``||x||^2`` (after the shift)."""
         return self._partial(self.shifted(X))
@@ -344,9 +324,9 @@ def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats
     it: the expanded form used for the assignment leaves ~1e-3 on float32 rows that lie on
     their centers).
 
-    ``passes``: the compiled passes (see :func:`compiled_passes`), which give the same labels
-    bit for bit and the same sums and inertia to rounding; ``None`` decides by the rule there,
-    ``False`` forces the NumPy reference.
+    ``passes``: the compiled passes (see :func:`compiled_passes`) for the sums and the
+    inertia, equal to the NumPy reference's to rounding (the labels are the same NumPy
+    argmin); ``None`` decides by the rule there, ``False`` forces the NumPy reference.
     """
     k, d = params.centers.shape
     if passes is None:
@@ -358,19 +338,19 @@ def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats
     sums = np.zeros((k, d), np.float64)
     weights = np.zeros(k, np.float64)
     inertia = 0.0
-    for rows in row_blocks(block.shape[0], k):
+    blocks = row_blocks(block.shape[0], k, COMPILED_BLOCK_ELEMENTS if passes else BLOCK_ELEMENTS)
+    for rows in blocks:
         X = block[rows]
         w = None if weights64 is None else weights64[rows]
+        labels = search.labels(X)
         if passes:
             X = np.ascontiguousarray(X)  # one compiled specialization per dtype
-            labels, _ = search.compiled_labels(passes, search.shifted(X))
             w = _NO_WEIGHTS if w is None else w
             if params.update_centers:
                 passes.accumulate(X, labels, w, shift, sums, weights)  # adds to both
             if params.with_inertia:
                 inertia += passes.inertia(X, labels, w, centers)
             continue
-        labels = search.labels(X)
         if params.update_centers:
             # Summed near the origin in float64: far from it, the sums would lose the digits.
             sums += cluster_sums(X.astype(np.float64) - shift, labels, w, k)
@@ -452,22 +432,14 @@ def _check_finite_rows(values: np.ndarray, X: np.ndarray, offset: int) -> None:
         raise NonFiniteRow(offset + int(bad[0]) if bad.size else offset)
 
 
-def labels_block(block: np.ndarray, centers: np.ndarray, passes=None) -> np.ndarray:
-    """Index of the nearest center for every row (``passes`` as in :func:`_lloyd`)."""
+def labels_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest center for every row."""
     search = Nearest(centers, block.dtype)
-    if passes is None:
-        passes = compiled_passes("lloyd", block.dtype, block.shape[0] * len(centers))
     out = np.empty(block.shape[0], np.int32)
     for rows in row_blocks(block.shape[0], len(centers)):
-        X = block[rows]
-        if passes:
-            labels, best = search.compiled_labels(passes, search.shifted(np.ascontiguousarray(X)))
-        else:
-            D = search.partial(X)
-            labels = D.argmin(axis=1)
-            best = np.take_along_axis(D, labels[:, None], axis=1)
-        # A row holding a NaN or an infinity has a non-finite distance at its argmin.
-        _check_finite_rows(best, X, rows.start)
+        D = search.partial(block[rows])
+        labels = D.argmin(axis=1)
+        _check_finite_rows(np.take_along_axis(D, labels[:, None], axis=1), block[rows], rows.start)
         out[rows] = labels
     return out
 

@@ -101,8 +101,9 @@ def assign(
     (the expanded form of the assignment loses every digit on rows near their centers).
     Row-blocked, so temporaries stay small for a batch of any size. ``parallel`` splits the
     rows over the machine's cores (for a batch in the client's memory, never inside a Dask
-    task). ``passes``: the compiled passes, ``False`` for the NumPy reference, ``None`` to
-    decide by :func:`compiled_passes`; both give the same labels bit for bit.
+    task). ``passes``: the compiled passes for the sums and the inertia, ``False`` for the
+    NumPy reference, ``None`` to decide by :func:`compiled_passes` (the labels are NumPy's
+    argmin either way).
 
     A fit makes thousands of steps on batches of one size, so the distance matrix and the
     one-hot matrix of each block are kept per thread (:func:`thread_cached`): allocating and
@@ -119,20 +120,18 @@ def assign(
         B = Xa[rows]
         n = B.shape[0]
         D = thread_cached(("distances", n, k, dtype), lambda: np.empty((n, k), dtype))
-        np.matmul(B, centers_t, out=D)
+        labels = np.matmul(B, centers_t, out=D).argmin(axis=1)
         w = None if weights is None else weights[rows]
         if passes:
-            labels = thread_cached(("labels", n), lambda: np.empty(n, np.int32))
-            best = thread_cached(("best", n, dtype), lambda: np.empty(n, dtype))
-            passes.nearest(D, _zeros(k, dtype), labels, best)
             w = _NO_WEIGHTS if w is None else w.astype(np.float64)
-            total = passes.inertia(B[:, :-1], labels, w, centers64) if inertia else None
+            # The whole augmented rows (C-contiguous, so the loops vectorize): their last
+            # column sums the weights.
+            total = passes.inertia(B, labels, w, centers64) if inertia else None
             if not sums:
                 return None, total
-            part = np.zeros((k, d + 1))  # the last column: the weights
-            passes.accumulate(B[:, :-1], labels, w, _zeros(d, np.float64), part, part[:, -1])
+            part = np.zeros((k, d + 1))
+            passes.accumulate(B, labels, w, _zeros(d + 1, np.float64), part, _NO_WEIGHTS)
             return part, total
-        labels = D.argmin(axis=1)
         total = _direct_inertia(B[:, :-1], labels, w, centers64) if inertia else None
         if not sums:
             return None, total
@@ -514,12 +513,10 @@ def labels_inertia(
         X = block[rows]
         w = None if weights is None else np.asarray(weights[rows], np.float64)
         # Scratch arrays are per thread: safe in parallel.
+        labels[rows] = lab = search.labels(X)
         if passes:
             X = np.ascontiguousarray(X)
-            lab, _ = search.compiled_labels(passes, search.shifted(X))
-            labels[rows] = lab
             return passes.inertia(X, lab, _NO_WEIGHTS if w is None else w, centers64)
-        labels[rows] = lab = search.labels(X)
         return _direct_inertia(X, lab, w, centers64)
 
     inertia = sum(map_row_blocks(one, block.shape[0], k, parallel=parallel))
