@@ -77,3 +77,18 @@ def minibatch_update(centers, counts, sums, totals, new, counts_new):  # pragma:
             else:
                 new[j, f] = centers[j, f]
     return finite
+
+
+@njit(cache=True, nogil=True)
+def minibatch_finish(
+    Xa, labels, weights, centers, counts, sums, new, counts_new, want_inertia
+):  # pragma: no cover - compiled
+    """The rest of a mini-batch step on one block of augmented rows ``Xa`` given their
+    labels: ``sums`` (zeroed here; its last column gets the weights), the update into
+    ``new``/``counts_new``, and the batch's inertia if asked. Returns ``(inertia, finite)``."""
+    sums[:] = 0.0
+    accumulate(Xa, labels, weights, np.zeros(Xa.shape[1]), sums, weights[:0])
+    total = inertia(Xa, labels, weights, centers.astype(np.float64)) if want_inertia else 0.0
+    d = centers.shape[1]
+    finite = minibatch_update(centers, counts, sums[:, :d], sums[:, d], new, counts_new)
+    return total, finite

@@ -24,9 +24,11 @@ import numpy as np
 from bigclust import _random
 from bigclust.cluster._kernels import (
     _NO_WEIGHTS,
+    MIN_PARALLEL_ROWS,
     Nearest,
     OneHot,
     _direct_inertia,
+    block_rows,
     compiled_passes,
     map_row_blocks,
     thread_cached,
@@ -192,8 +194,38 @@ def minibatch_step(
     inertia (against the centers before the step) is ``None`` unless ``inertia``.
     ``passes`` as in :func:`assign`: the compiled passes also make the update.
     """
+    k = len(centers)
     if passes is None:
-        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * len(centers))
+        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * k)
+    if (
+        passes
+        and not (parallel and Xa.shape[0] >= MIN_PARALLEL_ROWS)
+        and Xa.shape[0] <= (block_rows(k))
+    ):
+        # One block, one thread: the whole step in one compiled call after the argmin (a
+        # fit's thousands of small steps pay for every Python call).
+        n, d = Xa.shape
+        dtype = Xa.dtype
+        scratch = thread_cached(
+            ("compiled step", n, k, d, dtype),
+            lambda: (np.empty((n, k), dtype), np.empty((k, d))),
+        )
+        labels = np.matmul(Xa, augmented_centers_t(centers, dtype), out=scratch[0]).argmin(1)
+        new, counts_new = np.empty_like(centers), np.empty_like(counts)
+        w = _NO_WEIGHTS if weights is None else weights.astype(np.float64)
+        total, finite = passes.minibatch_finish(
+            Xa, labels, w, centers, counts, scratch[1], new, counts_new, inertia
+        )
+        return _reassigned(
+            Xa,
+            new,
+            counts_new,
+            total if inertia else None,
+            finite,
+            reassign,
+            reassignment_ratio,
+            rng,
+        )
     a = assign(Xa, weights, centers, inertia=inertia, parallel=parallel, passes=passes)
     if passes:
         new = np.empty_like(centers)
@@ -209,6 +241,12 @@ def minibatch_step(
         new = new.astype(centers.dtype, copy=False)
         # Every row is added to one center's sums, so a NaN or infinity anywhere shows there.
         finite = bool(np.isfinite(a.sums).all())
+    return _reassigned(Xa, new, counts_new, a.inertia, finite, reassign, reassignment_ratio, rng)
+
+
+def _reassigned(Xa, new, counts_new, inertia, finite, reassign, reassignment_ratio, rng) -> Step:
+    """The step's result after scikit-learn's reassignment (when due) of the centers that
+    received too little weight; modifies ``new`` and ``counts_new``."""
     # Checking the smallest weight first makes the common "none to reassign" cheap.
     if reassign and reassignment_ratio * counts_new.max() > counts_new.min():
         mask = reassign_mask(counts_new, reassignment_ratio, Xa.shape[0])
@@ -220,7 +258,7 @@ def minibatch_step(
                 # As scikit-learn: reset their weight to the smallest kept one, not to zero,
                 # so they are not reassigned again at once.
                 counts_new[mask] = counts_new[~mask].min()
-    return Step(new, counts_new, a.inertia, finite)
+    return Step(new, counts_new, inertia, bool(finite))
 
 
 def is_reassign_due(counts: np.ndarray, n_since: int, batch_size: int, n_clusters: int):
