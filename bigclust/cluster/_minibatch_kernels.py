@@ -114,7 +114,7 @@ def assign(
     k, dtype = len(centers), Xa.dtype
     d = Xa.shape[1] - 1
     if passes is None:
-        passes = compiled_passes("minibatch", dtype, Xa.shape[0] * k)
+        passes = compiled_passes("minibatch", dtype, Xa.shape[0] * k) or False
     centers_t = augmented_centers_t(centers, dtype)
     centers64 = np.asarray(centers, np.float64)
 
@@ -132,7 +132,7 @@ def assign(
             if not sums:
                 return None, total
             part = np.zeros((k, d + 1))
-            passes.accumulate(B, labels, w, _zeros(d + 1, np.float64), part, _NO_WEIGHTS)
+            passes.accumulate(B, labels, w, np.zeros(d + 1), part, _NO_WEIGHTS)
             return part, total
         total = _direct_inertia(B[:, :-1], labels, w, centers64) if inertia else None
         if not sums:
@@ -149,13 +149,6 @@ def assign(
     for more, _ in parts[1:]:
         total += more
     return Assigned(total[:, :-1], total[:, -1], total_inertia)
-
-
-@functools.cache
-def _zeros(n: int, dtype) -> np.ndarray:
-    out = np.zeros(n, dtype)
-    out.flags.writeable = False
-    return out
 
 
 def reassign_mask(counts: np.ndarray, reassignment_ratio: float, n_rows: int) -> np.ndarray:
@@ -196,11 +189,11 @@ def minibatch_step(
     """
     k = len(centers)
     if passes is None:
-        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * k)
+        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * k) or False
     if (
         passes
         and not (parallel and Xa.shape[0] >= MIN_PARALLEL_ROWS)
-        and Xa.shape[0] <= (block_rows(k))
+        and Xa.shape[0] <= block_rows(k)
     ):
         # One block, one thread: the whole step in one compiled call after the argmin (a
         # fit's thousands of small steps pay for every Python call).
@@ -410,7 +403,7 @@ def fit_segment(segment: Rows, _, state: FitState, params: FitParams, piece: Pie
         return state
     k = len(state.counts)
     batches, rest = _split_batches(state.carry, segment, params.batch_size)
-    passes = compiled_passes("minibatch", segment.augmented.dtype, segment.size * k)
+    passes = compiled_passes("minibatch", segment.augmented.dtype, segment.size * k) or False
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity stops the fit
         for batch in batches:
             if state.step >= params.max_steps:
@@ -482,7 +475,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
     due, n_since = is_reassign_due(
         state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
     )
-    passes = compiled_passes("minibatch", block.dtype, block.shape[0] * len(state.counts))
+    passes = compiled_passes("minibatch", block.dtype, block.shape[0] * len(state.counts)) or False
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity raises below
         step = minibatch_step(
             Xa,
