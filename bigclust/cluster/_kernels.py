@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -137,9 +138,20 @@ def compiled_passes(kind: str, dtype, elements: int):
     return _fused_module()
 
 
+@functools.cache
 def _fused_module():
     with _compiled_lock:  # one thread imports numba; the others wait for it
-        from bigclust.cluster import _fused
+        try:
+            from bigclust.cluster import _fused
+        except (ImportError, RuntimeError) as err:  # RuntimeError: nowhere to cache the code
+            warnings.warn(
+                f"bigclust's compiled K-Means passes are unavailable ({err}); the NumPy ones "
+                "give the same results more slowly. Setting NUMBA_CACHE_DIR to a writable "
+                "folder may help.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
     return _fused
 
 
