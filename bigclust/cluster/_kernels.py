@@ -354,8 +354,8 @@ def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats
     for rows in blocks:
         X = block[rows]
         w = None if weights64 is None else weights64[rows]
-        labels = search.labels(X)
         if passes:
+            labels = search.partial(X).argmin(axis=1)  # = search.labels(X), without a cast
             X = np.ascontiguousarray(X)  # one compiled specialization per dtype
             w = _NO_WEIGHTS if w is None else w
             if params.update_centers:
@@ -363,6 +363,7 @@ def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats
             if params.with_inertia:
                 inertia += passes.inertia(X, labels, w, centers)
             continue
+        labels = search.labels(X)
         if params.update_centers:
             # Summed near the origin in float64: far from it, the sums would lose the digits.
             sums += cluster_sums(X.astype(np.float64) - shift, labels, w, k)
