@@ -287,9 +287,12 @@ def _time_lloyd_chunks(dtype=np.float32):
 
 
 def compile_child():
+    from threadpoolctl import threadpool_limits
+
     from bigclust.cluster import _kernels as kern
     from bigclust.cluster import _minibatch_kernels as mbk
 
+    threadpool_limits(1)  # as in a Dask task: the second call then times the work alone
     for dtype in (np.float32, np.float64):
         first, second = _time_lloyd_chunks(dtype)
         print(f"compiled Lloyd chunk ({np.dtype(dtype).name}) {first} {second}")
