@@ -113,9 +113,11 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
 
 #: Distance-matrix elements (rows x centers) that the kernels of one kind and dtype work
 #: through in NumPy in a process before they load the compiled passes of
-#: :mod:`bigclust.cluster._fused`. Loading costs 0.2-0.3 s in a fresh process when numba's
-#: disk cache is warm, a few seconds when it must compile, and the compiled passes save
-#: about 1 ns per element: small fits never pay it, large ones switch in their first pass.
+#: :mod:`bigclust.cluster._fused`. Loading costs 0.25 s in a fresh process when numba's disk
+#: cache is warm (0.15 s in a Dask worker), 0.4-1 s per kind and dtype when it must compile
+#: (``benchmarks.bench_kmeans --parts compile``); the compiled passes save about 0.8 ns per
+#: element (k=64). 2**26 elements take ~0.2 s in NumPy: small fits never pay the load, large
+#: ones switch within their first pass.
 COMPILED_AFTER_ELEMENTS = 1 << 26
 
 #: ``None``: the rule above; ``True``/``False``: always/never the compiled passes. Set from
