@@ -7,12 +7,14 @@
     same chunk files (``open``/``readinto``, one thread), warm page cache;
 (c) driver overhead: one trivial ``map_reduce`` pass over 1,000 chunks on
     ``LocalCluster(processes=True, n_workers=2, threads_per_worker=1)``, next to
-    ``dask.array``'s own ``X.sum(axis=0)`` over the same chunks.
+    ``dask.array``'s own ``X.sum(axis=0)`` over the same chunks;
+(d) the cost of the crc32c checksum bigclust's stores carry: a pass over a checksummed store
+    next to the same store without it (``--parts checksum``).
 
 Run from the repository root::
 
     python -m benchmarks.bench_io                  # everything, about 5 minutes on 2 cores
-    python -m benchmarks.bench_io --parts driver   # one part: make, read, driver
+    python -m benchmarks.bench_io --parts driver   # one part: make, read, driver, checksum
     python -m benchmarks.bench_io --n-samples 1000000 --codecs none --chunk-mib 64  # quick
 
 Data goes to ``/tmp/bigclust-bench`` (``BIGCLUST_BENCH_DIR``) and is deleted at the end.
@@ -148,6 +150,38 @@ def bench_read(path: Path, codec: str, mib: int, repeat: int, task_sizes=()) -> 
     ]  # fmt: skip
 
 
+def bench_checksum(args, root: Path) -> list[Row]:
+    """The cost of verifying crc32c: one pass over a store bigclust wrote (``bytes`` then
+    ``crc32c``, every chunk read whole and checked) next to the same data written without the
+    checksum, both read by ZarrChunkFiles, threaded scheduler, warm cache."""
+    import zarr
+
+    from bigclust.datasets import make_blobs, write_zarr
+    from bigclust.io import ZarrChunkFiles, as_dask_array
+
+    X, _ = make_blobs(args.n_samples, args.n_features, random_state=0)
+    checked, plain = root / "crc32c.zarr", root / "plain.zarr"
+    with dask.config.set(scheduler="threads"):
+        write_zarr(X, checked)
+        z = zarr.create_array(str(plain), shape=X.shape, dtype=X.dtype,
+                              chunks=(X.chunks[0][0], X.shape[1]), compressors=None)  # fmt: skip
+        da.store(X, z, lock=False)
+    for path, expected in ((checked, True), (plain, False)):
+        raw = ZarrChunkFiles.from_zarr(zarr.open_array(str(path), mode="r"))
+        assert raw is not None and raw.checksum is expected, path
+    timings = measure_side_by_side(
+        {
+            "crc32c": lambda: as_dask_array(str(checked)).sum().compute(scheduler="threads"),
+            "plain": lambda: as_dask_array(str(plain)).sum().compute(scheduler="threads"),
+        },
+        repeat=args.repeat,
+    )
+    gb = X.nbytes / 1e9
+    ours, peer = timings["crc32c"], timings["plain"]
+    return [Row(f"pass over {gb:.2f} GB, crc32c verified", gb / ours.median, gb / peer.median,
+                "GB/s", f"crc32c {ours}; plain {peer}")]  # fmt: skip
+
+
 def trivial_kernel(block, params, start):
     return block.sum(axis=0)
 
@@ -230,6 +264,10 @@ def main(argv=None) -> int:
         if read_rows:
             print_table("(b) one pass over the store, warm cache", read_rows,
                         peer_name="plain read")  # fmt: skip
+    if "checksum" in parts:
+        with scratch("bench_io") as root:
+            rows = bench_checksum(args, root)
+        print_table("(d) checksum verification, warm cache", rows, peer_name="no checksum")
     if "driver" in parts:
         print_table("(c) driver overhead", bench_driver(args.n_chunks, args.repeat),
                     peer_name="dask X.sum()")  # fmt: skip

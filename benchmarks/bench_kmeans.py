@@ -16,14 +16,22 @@ Parts:
   default ``KMeans``.
 - ``memory``: in a fresh subprocess, the process's peak RSS during a threaded fit on in-memory
   data, next to the RSS before the fit (data and libraries loaded).
+- ``compile``: the first-call cost of the compiled passes (numba): in fresh processes with
+  numba's disk cache empty, then warm, the first compiled Lloyd chunk and mini-batch step
+  against the second; and the first Lloyd pass in a fresh Dask worker process (warm cache)
+  against its second.
+
+``--dtypes float32,float64`` runs ``lloyd`` for each dtype (the data cast from float32).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -36,6 +44,25 @@ import bigclust
 from benchmarks._common import PeakRSS, Row, format_bytes, measure_side_by_side, print_table
 from bigclust.cluster._init import kmeans_parallel
 from bigclust.datasets import make_blobs
+
+
+def machine() -> str:
+    """CPU model, cores and BLAS kernel (threadpoolctl): figures move between machines."""
+    from threadpoolctl import threadpool_info
+
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    blas = ", ".join(
+        f"{lib['internal_api']} {lib.get('version')} ({lib.get('architecture')}, "
+        f"{lib['num_threads']} threads)"
+        for lib in threadpool_info()
+        if lib["user_api"] == "blas"
+    )
+    return f"machine: {cpu}, {os.cpu_count()} cores; BLAS: {blas}; load {os.getloadavg()[0]:.1f}"
 
 
 def data(args):
@@ -65,7 +92,10 @@ def part_lloyd(args, X, rows):
 
     with dask.config.set(scheduler="threads"):
         t = per_iteration({"sklearn": sklearn, "ours": ours(X)}, args.iterations, args.repeat)
-    rows.append(Row("Lloyd s/iter, threaded", t["ours"], t["sklearn"], note="peer: scikit-learn"))
+    dt = X.dtype.name
+    rows.append(
+        Row(f"Lloyd s/iter, {dt}, threaded", t["ours"], t["sklearn"], note="peer: scikit-learn")
+    )
 
     from distributed import Client, LocalCluster, wait
 
@@ -84,7 +114,7 @@ def part_lloyd(args, X, rows):
         )
     rows.append(
         Row(
-            "Lloyd s/iter, LocalCluster 2 procs x 1 thread",
+            f"Lloyd s/iter, {dt}, LocalCluster 2 procs x 1 thread",
             t["ours"],
             t["sklearn"],
             note="peer: scikit-learn",
@@ -109,7 +139,10 @@ def part_lloyd(args, X, rows):
         t = per_iteration({"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations, args.repeat)
     rows.append(
         Row(
-            "Lloyd s/iter, threaded, same dask array", t["ours"], t["dask-ml"], note="peer: dask-ml"
+            f"Lloyd s/iter, {dt}, threaded, same dask array",
+            t["ours"],
+            t["dask-ml"],
+            note="peer: dask-ml",
         )
     )
 
@@ -198,6 +231,90 @@ def memory_child(args):
     print(before.bytes, during.bytes, X.nbytes)
 
 
+def part_compile(args, rows):
+    with tempfile.TemporaryDirectory(prefix="bigclust-numba-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "BIGCLUST_COMPILED": "1"}
+        for state in ("empty", "warm"):
+            cmd = [sys.executable, "-m", "benchmarks.bench_kmeans", "--compile-child"]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            for line in out.stdout.splitlines():
+                name, first, second = line.rsplit(" ", 2)
+                rows.append(
+                    Row(
+                        f"first {name}, fresh process, {state} numba cache",
+                        float(first),
+                        float(second),
+                        note="peer: the second call",
+                    )
+                )
+        # A fresh worker process: the warm cache above, as a deployed image would hold it.
+        from distributed import Client, LocalCluster
+
+        os.environ["NUMBA_CACHE_DIR"] = cache  # inherited by the worker processes
+        try:
+            with (
+                LocalCluster(
+                    n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                first, second = client.submit(_time_lloyd_chunks, pure=False).result()
+        finally:
+            del os.environ["NUMBA_CACHE_DIR"]
+        rows.append(
+            Row(
+                "first compiled Lloyd chunk (float32), fresh Dask worker process, warm cache",
+                first,
+                second,
+                note="peer: the second call",
+            )
+        )
+
+
+def _time_lloyd_chunks(dtype=np.float32):
+    """Seconds of the first and the second compiled Lloyd chunk (131,072 x 32, k=64)."""
+    from bigclust.cluster import _kernels as kern
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((131_072, 32)).astype(dtype)
+    params = kern.LloydParams(X[:64].astype(np.float64), with_inertia=True)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        kern._lloyd(X, None, params, passes=kern._fused_module())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def compile_child():
+    from threadpoolctl import threadpool_limits
+
+    from bigclust.cluster import _kernels as kern
+    from bigclust.cluster import _minibatch_kernels as mbk
+
+    threadpool_limits(1)  # as in a Dask task: the second call then times the work alone
+    for dtype in (np.float32, np.float64):
+        first, second = _time_lloyd_chunks(dtype)
+        print(f"compiled Lloyd chunk ({np.dtype(dtype).name}) {first} {second}")
+        X = np.random.default_rng(1).standard_normal((1024, 32)).astype(dtype)
+        Xa, centers = mbk.augment(X), X[:64].copy()
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            mbk.minibatch_step(
+                Xa,
+                None,
+                centers,
+                np.ones(64),
+                reassign=False,
+                reassignment_ratio=0.01,
+                rng=None,
+                passes=kern._fused_module(),
+            )
+            times.append(time.perf_counter() - start)
+        print(f"compiled mini-batch step ({np.dtype(dtype).name}) {times[0]} {times[1]}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-samples", type=int, default=2_000_000)
@@ -207,12 +324,17 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--parts", default="lloyd,init,memory")
     parser.add_argument("--skip-dask-ml", action="store_true")
+    parser.add_argument("--dtypes", default="float32", help="for lloyd, e.g. float32,float64")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         return memory_child(args)
+    if args.compile_child:
+        return compile_child()
 
     X = data(args)
+    print(machine())
     print(
         f"data: {X.shape[0]} x {X.shape[1]} {X.dtype} ({format_bytes(X.nbytes)}), "
         f"k={args.n_clusters}"
@@ -220,11 +342,14 @@ def main(argv=None):
     rows: list[Row] = []
     parts = args.parts.split(",")
     if "lloyd" in parts:
-        part_lloyd(args, X, rows)
+        for dtype in args.dtypes.split(","):
+            part_lloyd(args, X.astype(dtype, copy=False), rows)
     if "init" in parts:
         part_init(args, X, rows)
     if "memory" in parts:
         part_memory(args, rows)
+    if "compile" in parts:
+        part_compile(args, rows)
     print_table("KMeans", rows)
 
 

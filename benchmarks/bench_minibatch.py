@@ -10,7 +10,7 @@
     single-thread worker processes. Twice: with the store in the page cache (reads at memory
     speed), and read from the disk (the page cache dropped before every run; needs root).
 (2) ``partial_fit`` on in-memory batches of 10,000 rows, bigclust and scikit-learn in one
-    process from the same init: median seconds per batch (goal: no slower), each estimator
+    process from the same init: median seconds per batch (goal: <= 0.8x), each estimator
     taking the batches in a row (blocked) and the two taking turns (interleaved; see
     bench_partial_fit for why that favours scikit-learn).
 (3) Inertia after one epoch of ``fit`` (k-means|| init) against full-batch ``KMeans``
@@ -41,6 +41,7 @@ from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 
 import bigclust
 from benchmarks._common import PeakRSSPerProcess, measure
+from benchmarks.bench_kmeans import machine
 from bigclust.datasets import make_blobs, write_zarr
 
 ROOT = "/tmp/bigclust-bench"
@@ -171,7 +172,7 @@ def bench_partial_fit(X, k, repeat, rows=10_000):
         for label, (mo, mt) in (("blocked", blocked), ("interleaved", interleaved)):
             print(
                 f"  [compute_labels={compute_labels}, {label}] bigclust {mo * 1e3:.2f} ms/batch; "
-                f"scikit-learn {mt * 1e3:.2f} ms/batch; ratio {mo / mt:.2f} (goal <= 1)"
+                f"scikit-learn {mt * 1e3:.2f} ms/batch; ratio {mo / mt:.2f} (goal <= 0.8)"
             )
 
 
@@ -240,6 +241,7 @@ def main():
     parser.add_argument("--skip", nargs="*", default=[], choices=["1", "2", "3"])
     args = parser.parse_args()
     k = args.n_clusters
+    print(machine())
     os.makedirs(ROOT, exist_ok=True)
     path = os.path.join(ROOT, "minibatch-blobs.zarr")
     WRITTEN.append(path)

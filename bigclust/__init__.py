@@ -5,12 +5,14 @@ from bigclust._checkpoint import CheckpointMismatchError
 from bigclust._percentile import percentile
 from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust.cluster import KMeans, MiniBatchKMeans
+from bigclust.datasets import write_zarr
 from bigclust.io import as_dask_array
-from bigclust.mixture import GaussianMixture
+from bigclust.mixture import BayesianGaussianMixture, GaussianMixture
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
     "CheckpointMismatchError",
     "GaussianMixture",
     "KMeans",
@@ -24,4 +26,5 @@ __all__ = [
     "percentile",
     "save",
     "to_sklearn",
+    "write_zarr",
 ]

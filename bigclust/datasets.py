@@ -11,7 +11,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from bigclust import _random
+from bigclust import _random, _storage
 from bigclust.io import rows_per_chunk
 
 __all__ = ["CODECS", "make_blobs", "write_zarr"]
@@ -233,12 +233,18 @@ def write_zarr(
     storage_options: dict | None = None,
     attributes: dict | None = None,
 ):
-    """Write a Dask array to a new Zarr v3 array, one chunk at a time in bounded memory.
+    """Write a Dask array to a new Zarr v3 array, chunk by chunk in bounded memory, atomically.
+
+    The array appears at ``path`` only once every chunk is written (locally it is written
+    under a temporary name and renamed into place; on object storage it is marked complete in
+    its metadata by the last write, and bigclust refuses to read a store left incomplete: see
+    :mod:`bigclust._storage`). Every chunk carries a ``crc32c`` checksum, verified whenever
+    bigclust reads it, and every chunk is written, so a chunk missing later is an error.
 
     Parameters
     ----------
-    X : dask.array.Array of shape (n_samples, n_features)
-        Data to write, e.g. from :func:`make_blobs`.
+    X : dask.array.Array of shape (n_samples, n_features) or (n_samples,)
+        Data to write: e.g. from :func:`make_blobs`, or the lazy ``labels_`` of a fit.
     path : str or PathLike
         Local path or fsspec URL of the new array.
     codec : {"none", "zstd", "lz4", "blosc-zstd"}, default="none"
@@ -258,40 +264,41 @@ def write_zarr(
     -------
     zarr.Array
         The new array, opened read-only.
-    """
-    import zarr
 
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from bigclust.datasets import make_blobs, write_zarr
+    >>> X, y = make_blobs(1000, 4, random_state=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels.zarr")
+    >>> write_zarr(y, path).shape
+    (1000,)
+    """
     compressors = _compressors(codec)
-    path = os.fspath(path)
-    if not overwrite and "://" not in path and os.path.exists(path):
-        raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+    if X.ndim not in (1, 2):
+        raise ValueError(f"X has shape {X.shape}; expected a 1-D or 2-D array.")
     # Every Zarr chunk must be written whole by exactly one task (lock=False): columns in one
     # chunk, and all row chunks but the last of one size.
     if chunk_rows is not None:
-        X = X.rechunk((int(chunk_rows), X.shape[1]))
+        X = X.rechunk((int(chunk_rows), *X.shape[1:]))
     elif len(set(X.chunks[0][:-1])) > 1:
-        X = X.rechunk((X.chunks[0][0], X.shape[1]))
-    elif len(X.chunks[1]) > 1:
+        X = X.rechunk((X.chunks[0][0], *X.shape[1:]))
+    elif X.ndim == 2 and len(X.chunks[1]) > 1:
         X = X.rechunk({1: X.shape[1]})
-    target = zarr.create_array(
+    return _storage.write_zarr_array(
+        X,
         path,
-        shape=X.shape,
-        dtype=X.dtype,
-        chunks=(X.chunks[0][0], X.shape[1]),
-        compressors=compressors,
+        chunks=(X.chunks[0][0], *X.shape[1:]),
+        compressors=[] if compressors is None else [compressors],
         overwrite=overwrite,
         storage_options=storage_options,
-        attributes=attributes or {},
+        attributes=attributes,
+        compute=_compute_with_progress if progress else None,
     )
-    task = da.store(X, target, lock=False, compute=False)
-    if progress:
-        _compute_with_progress(task)
-    else:
-        dask.compute(task)
-    return zarr.open_array(path, mode="r", storage_options=storage_options)
 
 
 def _compute_with_progress(task) -> None:
+    """Run ``task`` with a progress bar on stderr (distributed's, or dask's local one)."""
     from bigclust.driver import active_client
 
     client = active_client()

@@ -44,6 +44,7 @@ from bigclust._rows import first_nonfinite_row
 
 __all__ = [
     "NonFiniteInputError",
+    "SchedulerLostError",
     "active_client",
     "combine",
     "keep_aligned_in_memory",
@@ -107,7 +108,7 @@ def _all_finite(stats: Any) -> bool:
 def _run_kernel(kernel, check_finite: bool, block, *rest):
     *aligned, params, start = rest
     # NaN/inf are reported below with their row; numpy's warnings about them are noise.
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"), _task_blas():
         stats = kernel(block, *aligned, params, start)
     bad = None
     # Cheap detection: NaN/inf in the data makes the kernel's float statistics non-finite,
@@ -280,7 +281,7 @@ def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every)
     total = _tree_graph(
         kernel, check_finite, _chunks_of(X), aligned_data, shared, offsets, split_every
     )
-    with _blas_limited():
+    with _blas_limited(), scheduler_errors(active_client()):
         (result,) = dask.compute(total)
     if result.bad is not None:
         row, lo, hi = result.bad
@@ -451,7 +452,8 @@ def _reduce_in_process(kernel, X, aligned, params, check_finite, what):
 
 def _run_rowwise(block, params, kernel, what, start):
     try:
-        return kernel(block, params)
+        with _task_blas():  # in the task, as in _run_kernel
+            return kernel(block, params)
     except NonFiniteRow as bad:
         raise NonFiniteInputError(
             what, start + bad.local_row, (start, start + len(block))
@@ -507,8 +509,7 @@ def map_rows(
         )
     if not numpy_out:
         return lazy
-    with _blas_limited():
-        (out,) = dask.compute(lazy)
+    (out,) = _compute(lazy)
     return out
 
 
@@ -519,7 +520,12 @@ def map_blocks_lazy(kernel, X, *, params=None, dtype, n_columns=None, what="X") 
 
 def compute(*lazy: Any) -> tuple:
     """Compute a few small lazy results in one go (with one BLAS thread per task)."""
-    with _blas_limited():
+    return _compute(*lazy)
+
+
+def _compute(*lazy: Any) -> tuple:
+    # Every compute of the driver: a lost scheduler is one SchedulerLostError.
+    with _blas_limited(), scheduler_errors(active_client()):
         return dask.compute(*lazy)
 
 
@@ -530,8 +536,7 @@ def take_rows(X: da.Array, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
     if isinstance(X, np.ndarray):
         return np.asarray(X[rows], dtype=dtype)
     order = np.argsort(rows, kind="stable")
-    with _blas_limited():
-        (picked,) = dask.compute(X[rows[order]])
+    (picked,) = _compute(X[rows[order]])
     out = np.empty((len(rows), X.shape[1]), dtype=dtype)
     out[order] = picked
     return out
@@ -545,13 +550,13 @@ def chunk_totals(values: da.Array) -> np.ndarray:
         chunks=((1,) * values.numblocks[0],),
         dtype=np.float64,
     )
-    (out,) = dask.compute(totals)
+    (out,) = _compute(totals)
     return np.asarray(out)
 
 
 def read_block(values: da.Array, index: int) -> np.ndarray:
     """One chunk of a Dask array as NumPy."""
-    (out,) = dask.compute(values.blocks[index])
+    (out,) = _compute(values.blocks[index])
     return np.asarray(out)
 
 
@@ -626,6 +631,59 @@ def map_rows_aligned(
     return out
 
 
+class SchedulerLostError(ConnectionError):
+    """The distributed scheduler went away before or during a pass.
+
+    Raised instead of distributed's ``FutureCancelledError ... scheduler-connection-lost`` or a
+    connection timeout, with the scheduler's address. The estimator is left as it was: fitted
+    attributes are set only once a fit completes.
+    """
+
+
+def _scheduler_address(client) -> str:
+    try:
+        return str(client.scheduler.address)
+    except AttributeError:  # pragma: no cover - a client that never connected
+        return "(unknown address)"
+
+
+def _is_connection_loss(client, err: BaseException) -> bool:
+    # A task's own OSError (a missing chunk file, say) reaches the client while it is still
+    # connected: only errors met with the connection gone are the scheduler's.
+    return "scheduler-connection-lost" in str(err) or client.status != "running"
+
+
+@contextlib.contextmanager
+def scheduler_errors(client):
+    """Turn the ways a lost scheduler shows up into one :class:`SchedulerLostError`.
+
+    Fails at once when the client already knows its scheduler is gone (instead of waiting for
+    it to come back, 30 s by default), and within about a second when it goes mid-pass (the
+    client sees the connection close and cancels every future).
+    """
+    if client is None:
+        yield
+        return
+    from concurrent.futures import CancelledError
+
+    address = _scheduler_address(client)
+    if client.status in ("connecting", "closing", "closed"):
+        raise SchedulerLostError(
+            f"The Dask scheduler at {address} is not reachable (client status "
+            f"{client.status!r}); nothing was computed. Restart the cluster and run again."
+        )
+    try:
+        yield
+    except (CancelledError, OSError, TimeoutError) as err:
+        if not _is_connection_loss(client, err):
+            raise
+        raise SchedulerLostError(
+            f"Lost the connection to the Dask scheduler at {address} during a pass "
+            f"({type(err).__name__}: {err}). The work was abandoned and the estimator left "
+            "unchanged; restart the cluster and run again."
+        ) from err
+
+
 def active_client():
     """The ``distributed.Client`` that ``compute`` would use now, or ``None``."""
     scheduler = dask.base.get_scheduler()
@@ -684,7 +742,8 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
     # hash=False: content-named keys would be shared with an earlier scatter of the same data
     # still being released, and the scheduler would drop them under this array ("lost
     # dependencies" when several calls scatter the same NumPy input in a row).
-    futures = client.scatter(blocks, hash=False)
+    with scheduler_errors(client):
+        futures = client.scatter(blocks, hash=False)
     # Chunk i of the array is future i: one alias task per chunk, not a from_delayed and a
     # concatenate task each (measured: a Lloyd pass on 2 worker processes 12% faster).
     name = "scattered-" + uuid.uuid4().hex
@@ -709,20 +768,42 @@ def keep_aligned_in_memory(a: Any, X: da.Array) -> Any:
         raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
     offsets = _row_offsets(X.chunks[0])
     blocks = [a[lo:hi] for lo, hi in itertools.pairwise(offsets)]
-    futures = client.scatter(blocks, hash=False)
+    with scheduler_errors(client):
+        futures = client.scatter(blocks, hash=False)
     name = "scattered-" + uuid.uuid4().hex
     graph = {(name, i): future for i, future in enumerate(futures)}
     return da.Array(graph, name, (X.chunks[0],), dtype=a.dtype)
 
 
+_synchronous = threading.local()  # .active: this thread runs a synchronous compute
+
+
+@contextlib.contextmanager
 def _blas_limited():
     """One BLAS thread per task while tasks run on threads of this process.
 
     The threaded scheduler (and an in-process distributed cluster) already runs one task per
-    core; letting BLAS spawn its own threads on top oversubscribes the cores. Worker processes
-    of a distributed cluster get the same limit from the nanny's environment.
+    core; letting BLAS spawn its own threads on top oversubscribes the cores. Tasks set the same
+    limit themselves (:func:`_task_blas`; threadpoolctl lets only one thread of a process change
+    OpenBLAS's process-wide limit: here, this one), which is what reaches worker processes. The
+    synchronous scheduler runs one task at a time in this thread: BLAS keeps its threads.
     """
     if dask.base.get_scheduler() is dask.local.get_sync:
+        before = getattr(_synchronous, "active", False)
+        _synchronous.active = True
+        try:
+            yield
+        finally:
+            _synchronous.active = before
+    else:
+        with single_blas_thread():
+            yield
+
+
+def _task_blas():
+    """In a task, whatever process runs it: one BLAS thread (a worker started without a nanny
+    has no OMP/OPENBLAS_NUM_THREADS=1), except on the synchronous scheduler's thread."""
+    if getattr(_synchronous, "active", False):
         return contextlib.nullcontext()
     return single_blas_thread()
 
@@ -844,9 +925,11 @@ def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch, pre
         X = da.from_array(X, chunks=(max(1, X.shape[0]), *X.shape[1:]))
     if w is not None and not isinstance(w, da.Array):
         w = da.from_array(np.asarray(w), chunks=X.chunks[0])
-    params_future = (
-        client.scatter(params, broadcast=False, hash=False) if params is not None else None
-    )
+    with scheduler_errors(client):
+        # Submitted, not scattered: a submission goes out on the client's open stream and is
+        # cancelled at once if the scheduler is lost, where a scatter is a call that reconnects
+        # (for up to 30 s) to a scheduler that is gone.
+        params_future = client.submit(_identity, params, pure=False) if params is not None else None
     pieces = iter(pieces)
     pending: collections.deque = collections.deque()  # submitted, not yet yielded
     last = state  # the newest state submitted: a value, then a future
@@ -868,15 +951,22 @@ def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch, pre
             pending.append((last, [*reads] if prepare is None else [data, *reads]))
 
     try:
-        submit(1 + prefetch)
+        with scheduler_errors(client):
+            submit(1 + prefetch)
         while pending:
             folded, inputs = pending.popleft()
-            state = folded.result()
-            del folded, inputs
-            submit(1 + prefetch)  # keeps the next pieces read and queued while this one folds
+            with scheduler_errors(client):
+                state = folded.result()
+                del folded, inputs
+                submit(1 + prefetch)  # keeps the next pieces read and queued as this one folds
             yield state
     finally:
-        client.cancel([f for folded, inputs in pending for f in (folded, *inputs)])
+        if client.status == "running":  # cancelling is a call to the scheduler: none if lost
+            client.cancel([f for folded, inputs in pending for f in (folded, *inputs)])
+
+
+def _identity(value):
+    return value
 
 
 def _prepared(prepare, block, *rest):

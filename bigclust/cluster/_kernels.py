@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -27,14 +28,20 @@ from bigclust._errors import NonFiniteRow
 BLOCK_ELEMENTS = 1 << 19
 
 
-def block_rows(n_centers: int) -> int:
+#: The same for the compiled passes, which read the block's rows and labels again after the
+#: argmin: 2**17 floats (a 0.5-1 MiB matrix) keep them in L2. On the 2-core AMD EPYC,
+#: 2**16 to 2**19 measured alike in CPU time; 2**15 was 15% slower.
+COMPILED_BLOCK_ELEMENTS = 1 << 17
+
+
+def block_rows(n_centers: int, elements: int = BLOCK_ELEMENTS) -> int:
     """Rows per block for a distance matrix against ``n_centers`` centers."""
-    return int(min(16384, max(256, BLOCK_ELEMENTS // max(1, n_centers))))
+    return int(min(16384, max(256, elements // max(1, n_centers))))
 
 
-def row_blocks(n_rows: int, n_centers: int):
+def row_blocks(n_rows: int, n_centers: int, elements: int = BLOCK_ELEMENTS):
     """Yield ``slice`` objects covering ``range(n_rows)`` in blocks."""
-    step = block_rows(n_centers)
+    step = block_rows(n_centers, elements)
     for lo in range(0, n_rows, step):
         yield slice(lo, min(lo + step, n_rows))
 
@@ -100,6 +107,55 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
         # The calling thread takes a share too: one thread fewer to wake and wait for.
         others = [_pool().submit(fn, rows) for rows in rest]
         return [fn(first), *(other.result() for other in others)]
+
+
+# --- compiled passes --------------------------------------------------------------------
+
+#: Distance-matrix elements (rows x centers) that the kernels of one kind and dtype work
+#: through in NumPy in a process before they load the compiled passes of
+#: :mod:`bigclust.cluster._fused`. Loading costs 0.25 s in a fresh process when numba's disk
+#: cache is warm (0.15 s in a Dask worker), 0.4-1 s per kind and dtype when it must compile
+#: (``benchmarks.bench_kmeans --parts compile``); the compiled passes save about 0.8 ns per
+#: element (k=64). 2**26 elements take ~0.2 s in NumPy: small fits never pay the load, large
+#: ones switch within their first pass.
+COMPILED_AFTER_ELEMENTS = 1 << 26
+
+#: ``None``: the rule above; ``True``/``False``: always/never the compiled passes. Set from
+#: the environment variable ``BIGCLUST_COMPILED=1``/``0`` (inherited by worker processes).
+USE_COMPILED: bool | None = {"1": True, "0": False}.get(os.environ.get("BIGCLUST_COMPILED", ""))
+
+_work_done: dict = {}
+_compiled_lock = threading.Lock()
+
+
+def compiled_passes(kind: str, dtype, elements: int):
+    """The module of compiled passes if a kernel of ``kind`` about to process ``elements``
+    distance-matrix elements of ``dtype`` should use it, else ``None`` (NumPy reference)."""
+    if USE_COMPILED is not None:
+        return _fused_module() if USE_COMPILED else None
+    key = (kind, np.dtype(dtype).char)
+    done = _work_done.get(key, 0)
+    if done < COMPILED_AFTER_ELEMENTS:
+        _work_done[key] = done + elements  # races only delay the switch by a call
+        return None
+    return _fused_module()
+
+
+@functools.cache
+def _fused_module():
+    with _compiled_lock:  # one thread imports numba; the others wait for it
+        try:
+            from bigclust.cluster import _fused
+        except (ImportError, RuntimeError) as err:  # RuntimeError: nowhere to cache the code
+            warnings.warn(
+                f"bigclust's compiled K-Means passes are unavailable ({err}); the NumPy ones "
+                "give the same results more slowly. Setting NUMBA_CACHE_DIR to a writable "
+                "folder may help.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+    return _fused
 
 
 def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):
@@ -219,11 +275,6 @@ class Nearest:
         return labels.astype(np.int32, copy=False), dist
 
 
-def nearest(X: np.ndarray, centers: np.ndarray):
-    """Nearest center and squared distance to it, for the rows of one block."""
-    return Nearest(centers, X.dtype)(X)
-
-
 class OneHot:
     """The ``(n_clusters, n_rows)`` one-hot matrix of row labels (sparse CSC: one entry per
     column), whose product with rows gives per-cluster weighted sums.
@@ -281,27 +332,62 @@ def lloyd_chunk_weighted(
     return _lloyd(block, sample_weight, params)
 
 
-def _lloyd(block, sample_weight, params: LloydParams) -> LloydStats:
+def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats:
+    """One Lloyd step's statistics over a chunk, in row blocks: nearest centers by one BLAS
+    product per block, per-center sums of the rows around the shift in float64 and, if asked,
+    the inertia from direct differences ``||x - c||^2`` in float64 (as scikit-learn reports
+    it: the expanded form used for the assignment leaves ~1e-3 on float32 rows that lie on
+    their centers).
+
+    ``passes``: the compiled passes (see :func:`compiled_passes`) for the sums and the
+    inertia, equal to the NumPy reference's to rounding (the labels are the same NumPy
+    argmin); ``None`` decides by the rule there, ``False`` forces the NumPy reference.
+    """
     k, d = params.centers.shape
+    if passes is None:
+        passes = compiled_passes("lloyd", block.dtype, block.shape[0] * k)
     search = Nearest(params.centers, block.dtype)
+    centers = np.asarray(params.centers, np.float64)
+    shift = np.zeros(d) if search.shift is None else search.shift.astype(np.float64)
+    weights64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     sums = np.zeros((k, d), np.float64)
     weights = np.zeros(k, np.float64)
     inertia = 0.0
-    for rows in row_blocks(block.shape[0], k):
+    blocks = row_blocks(block.shape[0], k, COMPILED_BLOCK_ELEMENTS if passes else BLOCK_ELEMENTS)
+    for rows in blocks:
         X = block[rows]
-        w = None if sample_weight is None else sample_weight[rows]
-        if params.with_inertia:
-            labels, dist = search(X)
-            inertia += float(dist.sum(dtype=np.float64) if w is None else dist @ w.astype(float))
-        else:
-            labels = search.labels(X)
+        w = None if weights64 is None else weights64[rows]
+        if passes:
+            labels = search.partial(X).argmin(axis=1)  # = search.labels(X), without a cast
+            X = np.ascontiguousarray(X)  # one compiled specialization per dtype
+            w = _NO_WEIGHTS if w is None else w
+            if params.update_centers:
+                passes.accumulate(X, labels, w, shift, sums, weights)  # adds to both
+            if params.with_inertia:
+                inertia += passes.inertia(X, labels, w, centers)
+            continue
+        labels = search.labels(X)
         if params.update_centers:
-            # Summed near the origin: far from it, float32 sums of a block lose their digits.
-            sums += cluster_sums(search.shifted(X), labels, w, k)
+            # Summed near the origin in float64: far from it, the sums would lose the digits.
+            sums += cluster_sums(X.astype(np.float64) - shift, labels, w, k)
             weights += np.bincount(labels, weights=w, minlength=k)
+        if params.with_inertia:
+            inertia += _direct_inertia(X, labels, w, centers)
     if params.update_centers and search.shift is not None:
-        sums += np.outer(weights, search.shift)
+        sums += np.outer(weights, shift)
     return LloydStats(sums, weights, inertia)
+
+
+#: The compiled passes take an empty weight array for "all weights 1".
+_NO_WEIGHTS = np.empty(0, np.float64)
+
+
+def _direct_inertia(X, labels, w, centers) -> float:
+    """``sum_i w_i ||x_i - c_{labels[i]}||^2`` from direct differences in float64."""
+    diff = X.astype(np.float64)
+    diff -= centers[labels]
+    dist = np.einsum("ij,ij->i", diff, diff)
+    return float(dist.sum() if w is None else dist @ w)
 
 
 class Farthest(NamedTuple):

@@ -22,7 +22,17 @@ from typing import NamedTuple
 import numpy as np
 
 from bigclust import _random
-from bigclust.cluster._kernels import Nearest, OneHot, map_row_blocks, thread_cached
+from bigclust.cluster._kernels import (
+    _NO_WEIGHTS,
+    MIN_PARALLEL_ROWS,
+    Nearest,
+    OneHot,
+    _direct_inertia,
+    block_rows,
+    compiled_passes,
+    map_row_blocks,
+    thread_cached,
+)
 
 #: Stream keys (see bigclust._random): the order of segments in an epoch, the order of rows
 #: in a segment, the rows that replace reassigned centers at a step.
@@ -80,25 +90,33 @@ def assign(
     Xa: np.ndarray,
     weights: np.ndarray | None,
     centers: np.ndarray,
-    x_sq: np.ndarray | None = None,
     *,
     sums: bool = True,
     inertia: bool = True,
     parallel: bool = False,
+    passes=None,
 ) -> Assigned:
     """Nearest center of every row of the augmented rows ``Xa``, with per-center statistics
     (``sums``, ``inertia``: the statistics not asked for come back as ``None``).
 
-    Row-blocked, so temporaries stay small for a batch of any size. ``x_sq`` (the squared
-    norms of the rows) is computed when not given. ``parallel`` splits the rows over the
-    machine's cores (for a batch in the client's memory, never inside a Dask task).
+    The inertia comes from direct differences ``||x - c||^2`` in float64, as scikit-learn's
+    (the expanded form of the assignment loses every digit on rows near their centers).
+    Row-blocked, so temporaries stay small for a batch of any size. ``parallel`` splits the
+    rows over the machine's cores (for a batch in the client's memory, never inside a Dask
+    task). ``passes``: the compiled passes for the sums and the inertia, ``False`` for the
+    NumPy reference, ``None`` to decide by :func:`compiled_passes` (the labels are NumPy's
+    argmin either way).
 
     A fit makes thousands of steps on batches of one size, so the distance matrix and the
     one-hot matrix of each block are kept per thread (:func:`thread_cached`): allocating and
     building them cost as much as the arithmetic of a thousand-row batch.
     """
     k, dtype = len(centers), Xa.dtype
+    d = Xa.shape[1] - 1
+    if passes is None:
+        passes = compiled_passes("minibatch", dtype, Xa.shape[0] * k) or False
     centers_t = augmented_centers_t(centers, dtype)
+    centers64 = np.asarray(centers, np.float64)
 
     def block(rows: slice):
         B = Xa[rows]
@@ -106,13 +124,17 @@ def assign(
         D = thread_cached(("distances", n, k, dtype), lambda: np.empty((n, k), dtype))
         labels = np.matmul(B, centers_t, out=D).argmin(axis=1)
         w = None if weights is None else weights[rows]
-        total = None
-        if inertia:
-            offsets = thread_cached(("row offsets", n, k), lambda: np.arange(n) * k)
-            dist = D.ravel().take(offsets + labels)  # D[i, labels[i]], 3x faster
-            dist += np.einsum("ij,ij->i", B[:, :-1], B[:, :-1]) if x_sq is None else x_sq[rows]
-            np.maximum(dist, 0, out=dist)  # rounding can make tiny squared distances negative
-            total = float(dist.sum(dtype=np.float64) if w is None else dist @ w)
+        if passes:
+            w = _NO_WEIGHTS if w is None else w.astype(np.float64)
+            # The whole augmented rows (C-contiguous, so the loops vectorize): their last
+            # column sums the weights.
+            total = passes.inertia(B, labels, w, centers64) if inertia else None
+            if not sums:
+                return None, total
+            part = np.zeros((k, d + 1))
+            passes.accumulate(B, labels, w, np.zeros(d + 1), part, _NO_WEIGHTS)
+            return part, total
+        total = _direct_inertia(B[:, :-1], labels, w, centers64) if inertia else None
         if not sums:
             return None, total
         onehot = thread_cached(("one-hot", n, k, dtype), lambda: OneHot(n, k, dtype))
@@ -154,24 +176,70 @@ def minibatch_step(
     reassign: bool,
     reassignment_ratio: float,
     rng: Callable[[], np.random.Generator] | None,
-    x_sq: np.ndarray | None = None,
     inertia: bool = True,
     parallel: bool = False,
+    passes=None,
 ) -> Step:
     """One scikit-learn mini-batch step on the augmented batch ``Xa`` (see :func:`augment`).
 
     ``rng()`` gives the generator for the replacement rows, made only if a center is
     reassigned. Returns new arrays; ``centers`` and ``counts`` are not modified. The batch's
     inertia (against the centers before the step) is ``None`` unless ``inertia``.
+    ``passes`` as in :func:`assign`: the compiled passes also make the update.
     """
-    a = assign(Xa, weights, centers, x_sq, inertia=inertia, parallel=parallel)
-    counts_new = counts + a.weights
-    # (c * W + S_b) / (W + w_b) for the centers that received weight; the others unchanged.
-    new = centers.astype(np.float64)
-    moved = np.multiply(new, counts[:, None])
-    moved += a.sums
-    np.divide(moved, counts_new[:, None], out=new, where=(a.weights > 0)[:, None])
-    new = new.astype(centers.dtype, copy=False)
+    k = len(centers)
+    if passes is None:
+        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * k) or False
+    if (
+        passes
+        and not (parallel and Xa.shape[0] >= MIN_PARALLEL_ROWS)
+        and Xa.shape[0] <= block_rows(k)
+    ):
+        # One block, one thread: the whole step in one compiled call after the argmin (a
+        # fit's thousands of small steps pay for every Python call).
+        n, d = Xa.shape
+        dtype = Xa.dtype
+        scratch = thread_cached(
+            ("compiled step", n, k, d, dtype),
+            lambda: (np.empty((n, k), dtype), np.empty((k, d))),
+        )
+        labels = np.matmul(Xa, augmented_centers_t(centers, dtype), out=scratch[0]).argmin(1)
+        new, counts_new = np.empty_like(centers), np.empty_like(counts)
+        w = _NO_WEIGHTS if weights is None else weights.astype(np.float64)
+        total, finite = passes.minibatch_finish(
+            Xa, labels, w, centers, counts, scratch[1], new, counts_new, inertia
+        )
+        return _reassigned(
+            Xa,
+            new,
+            counts_new,
+            total if inertia else None,
+            finite,
+            reassign,
+            reassignment_ratio,
+            rng,
+        )
+    a = assign(Xa, weights, centers, inertia=inertia, parallel=parallel, passes=passes)
+    if passes:
+        new = np.empty_like(centers)
+        counts_new = np.empty_like(counts)
+        finite = passes.minibatch_update(centers, counts, a.sums, a.weights, new, counts_new)
+    else:
+        counts_new = counts + a.weights
+        # (c * W + S_b) / (W + w_b) for the centers that received weight; the others unchanged.
+        new = centers.astype(np.float64)
+        moved = np.multiply(new, counts[:, None])
+        moved += a.sums
+        np.divide(moved, counts_new[:, None], out=new, where=(a.weights > 0)[:, None])
+        new = new.astype(centers.dtype, copy=False)
+        # Every row is added to one center's sums, so a NaN or infinity anywhere shows there.
+        finite = bool(np.isfinite(a.sums).all())
+    return _reassigned(Xa, new, counts_new, a.inertia, finite, reassign, reassignment_ratio, rng)
+
+
+def _reassigned(Xa, new, counts_new, inertia, finite, reassign, reassignment_ratio, rng) -> Step:
+    """The step's result after scikit-learn's reassignment (when due) of the centers that
+    received too little weight; modifies ``new`` and ``counts_new``."""
     # Checking the smallest weight first makes the common "none to reassign" cheap.
     if reassign and reassignment_ratio * counts_new.max() > counts_new.min():
         mask = reassign_mask(counts_new, reassignment_ratio, Xa.shape[0])
@@ -183,8 +251,7 @@ def minibatch_step(
                 # As scikit-learn: reset their weight to the smallest kept one, not to zero,
                 # so they are not reassigned again at once.
                 counts_new[mask] = counts_new[~mask].min()
-    # Every row is added to one center's sums, so a NaN or infinity anywhere shows there.
-    return Step(new, counts_new, a.inertia, bool(np.isfinite(a.sums).all()))
+    return Step(new, counts_new, inertia, bool(finite))
 
 
 def is_reassign_due(counts: np.ndarray, n_since: int, batch_size: int, n_clusters: int):
@@ -232,12 +299,11 @@ class Rows(NamedTuple):
 
     augmented: np.ndarray  # (n, d + 1): the rows and a column of ones (see augment)
     weights: np.ndarray | None  # (n,) in the data's dtype
-    x_sq: np.ndarray  # (n,) squared norms
     index: np.ndarray  # (n,) global row positions, to name a row with NaN
 
     @property
     def size(self) -> int:
-        return len(self.x_sq)
+        return len(self.index)
 
     def part(self, rows: slice) -> Rows:
         return Rows(*(None if a is None else a[rows] for a in self))
@@ -267,8 +333,7 @@ def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Ro
         augmented[:, :-1] -= params.shift
     augmented[:, -1] = 1
     w = None if weights is None else np.asarray(weights, block.dtype)[order]
-    x_sq = np.einsum("ij,ij->i", augmented[:, :-1], augmented[:, :-1])
-    return Rows(augmented, w, x_sq, piece.lo + order), None
+    return Rows(augmented, w, piece.lo + order), None
 
 
 @dataclasses.dataclass
@@ -338,6 +403,7 @@ def fit_segment(segment: Rows, _, state: FitState, params: FitParams, piece: Pie
         return state
     k = len(state.counts)
     batches, rest = _split_batches(state.carry, segment, params.batch_size)
+    passes = compiled_passes("minibatch", segment.augmented.dtype, segment.size * k) or False
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity stops the fit
         for batch in batches:
             if state.step >= params.max_steps:
@@ -353,7 +419,7 @@ def fit_segment(segment: Rows, _, state: FitState, params: FitParams, piece: Pie
                 reassign=due,
                 reassignment_ratio=params.reassignment_ratio,
                 rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
-                x_sq=batch.x_sq,
+                passes=passes,
             )
             if not step.finite:
                 bad = first_nonfinite_row(batch.augmented[:, :-1])
@@ -409,6 +475,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
     due, n_since = is_reassign_due(
         state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
     )
+    passes = compiled_passes("minibatch", block.dtype, block.shape[0] * len(state.counts)) or False
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity raises below
         step = minibatch_step(
             Xa,
@@ -420,6 +487,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
             rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
             inertia=False,
             parallel=params.parallel,
+            passes=passes,
         )
     if not step.finite:
         bad = first_nonfinite_row(block)
@@ -430,7 +498,7 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
     state.n_since_last_reassign = n_since
     state.n_steps += 1
     if params.compute_labels:
-        state.inertia += assign(Xa, w, state.centers, sums=False).inertia
+        state.inertia += assign(Xa, w, state.centers, sums=False, passes=passes).inertia
     return state
 
 
@@ -456,19 +524,33 @@ class LabelsInertia:
 
 
 def labels_inertia(
-    block: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, *, parallel: bool = False
+    block: np.ndarray,
+    weights: np.ndarray | None,
+    centers: np.ndarray,
+    *,
+    parallel: bool = False,
+    passes=None,
 ):
-    """Nearest center of every row (as ``predict``) and the weighted inertia."""
+    """Nearest center of every row (as ``predict``) and the weighted inertia, from direct
+    differences in float64 (``passes`` as in :func:`assign`)."""
+    k = len(centers)
+    if passes is None:
+        passes = compiled_passes("lloyd", block.dtype, block.shape[0] * k)
     labels = np.empty(block.shape[0], np.int32)
     search = Nearest(centers, block.dtype)
+    centers64 = np.asarray(centers, np.float64)
 
     def one(rows: slice) -> float:
-        lab, dist = search(block[rows])  # scratch arrays are per thread: safe in parallel
-        labels[rows] = lab
+        X = block[rows]
         w = None if weights is None else np.asarray(weights[rows], np.float64)
-        return float(dist.sum(dtype=np.float64) if w is None else dist.astype(np.float64) @ w)
+        # Scratch arrays are per thread: safe in parallel.
+        labels[rows] = lab = search.labels(X)
+        if passes:
+            X = np.ascontiguousarray(X)
+            return passes.inertia(X, lab, _NO_WEIGHTS if w is None else w, centers64)
+        return _direct_inertia(X, lab, w, centers64)
 
-    inertia = sum(map_row_blocks(one, block.shape[0], len(centers), parallel=parallel))
+    inertia = sum(map_row_blocks(one, block.shape[0], k, parallel=parallel))
     return labels, inertia
 
 
