@@ -12,12 +12,12 @@ import dask.array as da
 import numpy as np
 
 from bigclust import _random, _storage
-from bigclust.io import rows_per_chunk
+from bigclust.io import DEFAULT_CHUNK_BYTES, rows_per_chunk
 
 __all__ = ["CODECS", "make_blobs", "write_zarr"]
 
 # Keys of the row-keyed random streams (see bigclust._random).
-_LABELS, _NOISE = 1, 2
+_LABELS, _NOISE = _random.Key.BLOBS_LABELS, _random.Key.BLOBS_NOISE
 
 
 def _draw_labels(seed, weights, start, stop):
@@ -139,7 +139,7 @@ def make_blobs(
             raise ValueError(
                 f"center_box={center_box} should be finite (low, high) with low <= high."
             )
-        rng = _random.generator(seed, 0)
+        rng = _random.generator(seed, _random.Key.BLOBS_CENTERS)
         centers = rng.uniform(low, high, size=(n_centers, n_features))
     centers = np.asarray(centers, dtype=np.float64)
     if centers.ndim != 2 or centers.shape[1] != n_features:
@@ -176,7 +176,10 @@ def make_blobs(
     if chunk_rows is None:  # the data layer's policy, rounded to whole random blocks
         rows = rows_per_chunk(n_features, dtype.itemsize, n_samples=n_samples)
         block = _random.BLOCK_ROWS
-        chunk_rows = max(block, rows // block * block)
+        if rows * n_features * dtype.itemsize > DEFAULT_CHUNK_BYTES:  # grown for large data:
+            chunk_rows = -(-rows // block) * block  # round up, keeping the bound on chunks
+        else:
+            chunk_rows = max(block, rows // block * block)
     chunk_rows = min(int(chunk_rows), n_samples)
 
     chunks = (da.core.normalize_chunks(chunk_rows, (n_samples,))[0], (n_features,))

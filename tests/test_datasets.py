@@ -13,7 +13,7 @@ import zarr
 
 from bigclust import _random
 from bigclust.datasets import CODECS, make_blobs, write_zarr
-from bigclust.io import DEFAULT_CHUNK_BYTES
+from bigclust.io import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_PASS
 
 # More rows than one random block, so chunk boundaries fall inside and across blocks.
 N = _random.BLOCK_ROWS * 2 + 1234
@@ -97,7 +97,12 @@ def test_float32_default_and_lazy():
     X, y = make_blobs(10**9, 64, random_state=0)  # 256 GB: must cost nothing until computed
     assert X.dtype == np.float32 and X.shape == (10**9, 64) and y.shape == (10**9,)
     assert X.chunks[0][0] % _random.BLOCK_ROWS == 0
-    assert X.chunks[0][0] * 64 * 4 <= max(DEFAULT_CHUNK_BYTES, _random.BLOCK_ROWS * 64 * 4)
+    # 256 GB: the chunk policy's larger chunks (at most MAX_CHUNKS_PER_PASS of them, each at
+    # most MAX_CHUNK_BYTES rounded up to a random block).
+    assert X.chunks[0][0] * 64 * 4 <= max(MAX_CHUNK_BYTES, DEFAULT_CHUNK_BYTES) + (
+        _random.BLOCK_ROWS * 64 * 4
+    )
+    assert X.numblocks[0] <= MAX_CHUNKS_PER_PASS
     assert X[-2:].compute().shape == (2, 64)
 
 

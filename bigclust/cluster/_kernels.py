@@ -539,7 +539,7 @@ class Sampled(NamedTuple):
 
 
 #: Stream keys (see bigclust._random).
-KEY_PARALLEL_ROUND = 11
+KEY_PARALLEL_ROUND = _random.Key.PARALLEL_ROUND
 
 
 def parallel_round_chunk(block, *rest) -> Sampled:
@@ -626,7 +626,7 @@ class PlusPlusStats(NamedTuple):
         return bool(np.isfinite(self.potential).all())
 
 
-KEY_PLUSPLUS = 12
+KEY_PLUSPLUS = _random.Key.PLUSPLUS
 
 
 def plusplus_chunk(block, *rest) -> PlusPlusStats:

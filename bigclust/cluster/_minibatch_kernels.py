@@ -36,7 +36,11 @@ from bigclust.cluster._kernels import (
 
 #: Stream keys (see bigclust._random): the order of segments in an epoch, the order of rows
 #: in a segment, the rows that replace reassigned centers at a step.
-KEY_SEGMENT_ORDER, KEY_ROW_ORDER, KEY_REASSIGN = 41, 42, 43
+KEY_SEGMENT_ORDER, KEY_ROW_ORDER, KEY_REASSIGN = (
+    _random.Key.SEGMENT_ORDER,
+    _random.Key.ROW_ORDER,
+    _random.Key.REASSIGN,
+)
 
 
 # --- one step --------------------------------------------------------------------------
