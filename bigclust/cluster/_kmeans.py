@@ -10,6 +10,7 @@ import numpy as np
 from bigclust import _random
 from bigclust._input import check_min_samples, read_input, read_sample_weight, record_features
 from bigclust._params import Interval, validate_params
+from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
@@ -141,7 +142,7 @@ class KMeans(CentroidEstimator):
 
         best = None  # (inertia, centers, n_iter)
         self._tol = None  # variance-scaled tol, computed by the first pass of the first run
-        for run in range(self._n_runs()):
+        for run in Progress("KMeans", self.verbose).iterate(range(self._n_runs())):
             run_seed = int(_random.generator(seed, Key.KMEANS_RUNS, run).integers(2**62))
             centers = self._initial_centers(data, weights, run_seed)
             centers, inertia, n_iter = self._lloyd(data, weights, centers)
@@ -179,7 +180,8 @@ class KMeans(CentroidEstimator):
     def _lloyd(self, X, weights, centers):
         """One run of Lloyd's algorithm; returns (centers, inertia, n_iter)."""
         aligned = () if weights is None else (weights,)
-        for i in range(self.max_iter):
+        progress = Progress("Lloyd", total=self.max_iter, rows=X.shape[0])
+        for i in progress.iterate(range(self.max_iter)):
             params = kern.LloydParams(centers, with_inertia=bool(self.verbose))
             if self._tol is None:
                 shift = centers.mean(axis=0)
@@ -191,17 +193,20 @@ class KMeans(CentroidEstimator):
                 chunk_kernel = kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk
                 stats = map_reduce(chunk_kernel, X, *aligned, params=params)
             if self.verbose:
-                print(f"Iteration {i}, inertia {stats.inertia}.")
+                echo(f"Iteration {i}, inertia {stats.inertia}.")
             new_centers = self._new_centers(stats, centers, X, aligned)
             center_shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
+            progress.pass_done(
+                i, inertia=stats.inertia if params.with_inertia else None, center_shift=center_shift
+            )
             if center_shift == 0:  # labels unchanged: scikit-learn's strict convergence
                 if self.verbose:
-                    print(f"Converged at iteration {i}: strict convergence.")
+                    echo(f"Converged at iteration {i}: strict convergence.")
                 break
             if center_shift <= self._tol:
                 if self.verbose:
-                    print(
+                    echo(
                         f"Converged at iteration {i}: center shift {center_shift} within "
                         f"tolerance {self._tol}."
                     )

@@ -19,6 +19,7 @@ from bigclust._input import (
     record_features,
 )
 from bigclust._params import Interval, validate_params
+from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust._rows import first_nonfinite_row
 from bigclust.cluster import _init
@@ -276,7 +277,7 @@ class MiniBatchKMeans(CentroidEstimator):
                 return centers
             _, inertia = mbk.labels_inertia(*pick(validation), centers)
             if self.verbose:
-                print(f"Inertia for init {r + 1}/{self._n_init}: {inertia}")
+                echo(f"Inertia for init {r + 1}/{self._n_init}: {inertia}")
             if _random.better(inertia, best_inertia, larger=False):
                 best, best_inertia = centers, inertia
         return best
@@ -306,7 +307,8 @@ class MiniBatchKMeans(CentroidEstimator):
         data = keep_in_memory(inp.data, inp.in_memory)
         weights = read_sample_weight(sample_weight, inp)
         seed = _random.seed_from(self.random_state)
-        centers = self._fit_init(data, weights, seed)
+        with Progress("MiniBatchKMeans initialization", self.verbose):
+            centers = self._fit_init(data, weights, seed)
         shift = kern.origin_shift(centers, data.dtype)
 
         bs = self._batch_size
@@ -349,19 +351,32 @@ class MiniBatchKMeans(CentroidEstimator):
             prepare=mbk.shuffle_segment,
             prefetch=2,  # a segment's read and shuffle can take longer than its steps
         )
+        # Segments to fold: about max_steps * bs rows' worth (a short last segment adds one).
+        progress = Progress(
+            "MiniBatchKMeans",
+            self.verbose,
+            total=math.ceil(max_steps * bs * n_segments / n),
+            unit="segment",
+            rows=seg,
+        )
         with contextlib.closing(folds):
-            for state in folds:
+            for state in progress.iterate(folds):
                 if state.bad_row is not None:
                     lo = state.bad_row // seg * seg
                     raise NonFiniteInputError("X", state.bad_row, (lo, min(n, lo + seg)))
                 if self.verbose:
-                    print(
+                    echo(
                         f"Minibatch step {state.step}/{max_steps}: mean batch inertia "
                         f"{state.last_batch_inertia / bs}, ewa inertia {state.ewa_inertia}"
                     )
+                progress.pass_done(
+                    step=state.step,
+                    batch_inertia=state.last_batch_inertia / bs,
+                    ewa_inertia=state.ewa_inertia,
+                )
                 if state.stopped is not None:
                     if self.verbose and state.stopped.startswith("converged"):
-                        print(f"Converged ({state.stopped}) at step {state.step}/{max_steps}")
+                        echo(f"Converged ({state.stopped}) at step {state.step}/{max_steps}")
                     break
 
         self.cluster_centers_ = mbk.unshifted(state.centers, shift)

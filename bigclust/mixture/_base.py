@@ -43,6 +43,7 @@ from bigclust._input import (
     record_features,
 )
 from bigclust._params import Interval, Options, validate_params
+from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.driver import keep_in_memory, map_reduce, map_rows, take_rows
@@ -155,19 +156,22 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         n_init = self.n_init if do_init else 1
         seed = _random.seed_from(self.random_state)
         best = None  # (lower bound, parameters, n_iter, lower bounds, converged)
-        for init in range(n_init):
+        for init in Progress(type(self).__name__, self.verbose).iterate(range(n_init)):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, seed, init, given_resp)
+                with Progress("initialization"):
+                    self._initialize_parameters(X, seed, init, given_resp)
             lower_bound = -np.inf if do_init else self.lower_bound_
             lower_bounds, converged, n_iter = [], False, 0
-            for n_iter in range(1, self.max_iter + 1):
+            progress = Progress("iterations", total=self.max_iter, rows=X.shape[0])
+            for n_iter in progress.iterate(range(1, self.max_iter + 1)):
                 prev_lower_bound = lower_bound
                 stats = self._e_step(X)
                 self._m_step(stats)
                 lower_bound = self._compute_lower_bound(stats)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - prev_lower_bound
+                progress.pass_done(n_iter, lower_bound=lower_bound, change=change)
                 self._print_verbose_msg_iter_end(n_iter, change)
                 if abs(change) < self.tol:
                     converged = True
@@ -366,16 +370,16 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _print_verbose_msg_init_beg(self, n_init):
         if self.verbose >= 1:
-            print(f"Initialization {n_init}")
+            echo(f"Initialization {n_init}")
             self._init_prev_time = self._iter_prev_time = time()
 
     def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
         if n_iter % self.verbose_interval == 0:
             if self.verbose == 1:
-                print(f"  Iteration {n_iter}")
+                echo(f"  Iteration {n_iter}")
             elif self.verbose >= 2:
                 now = time()
-                print(
+                echo(
                     f"  Iteration {n_iter}\t time lapse {now - self._iter_prev_time:.5f}s\t "
                     f"ll change {diff_ll:.5f}"
                 )
@@ -384,10 +388,10 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _print_verbose_msg_init_end(self, lb, converged):
         message = "converged" if converged else "did not converge"
         if self.verbose == 1:
-            print(f"Initialization {message}.")
+            echo(f"Initialization {message}.")
         elif self.verbose >= 2:
             lapse = time() - self._init_prev_time
-            print(f"Initialization {message}. time lapse {lapse:.5f}s\t lower bound {lb:.5f}.")
+            echo(f"Initialization {message}. time lapse {lapse:.5f}s\t lower bound {lb:.5f}.")
 
     # -- what a model supplies ----------------------------------------------------------------
 
