@@ -261,7 +261,7 @@ def _compute_tree(total: Delayed, n_chunks: int) -> Any:
             with watch.local(lambda key: isinstance(key, tuple) and key[:2] == (name, 0)):
                 (result,) = dask.compute(total)
             return result
-        kernels = [Delayed((name, 0, i), total.dask) for i in range(n_chunks)]
+        kernels = [Delayed((name, 0, i), total.dask, layer=name) for i in range(n_chunks)]
         root, *futures = client.compute([total, *kernels])
         watch.follow(futures)
         return root.result()

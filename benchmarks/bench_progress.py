@@ -1,0 +1,158 @@
+"""What progress reporting costs a fit on a distributed cluster: the bar must not slow a pass.
+
+    python -m benchmarks.bench_progress                     # 1,000,000 x 32 float32, k=16
+    python -m benchmarks.bench_progress --n-samples 200000 --repeat 3   # a quick look
+
+A 20-pass KMeans fit (fixed init, ``tol=0``, ``max_iter=20``) on a LocalCluster of 2
+single-thread worker processes, the data persisted on the workers once, timed in
+interleaved rounds (medians of ``--repeat``):
+
+- ``bar``: ``bigclust.set_progress(True)`` with ``verbose=0`` (what the command line shows
+  on a terminal) against the same fit without it;
+- ``verbose=1``: bar, INFO records (handled by a logging handler writing to a buffer) and
+  the printed lines; this also computes the inertia in every pass (scikit-learn prints it),
+  which is work, not reporting;
+- ``verbose=2``: also a bar over the chunks of each pass (the futures of the kernel tasks).
+
+And the client-side cost of one ``pass_done`` with a bar open, timed over many calls: the
+upper bound of the bar's cost per pass, free of the cluster's noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import platform
+import sys
+import time
+
+import dask
+import numpy as np
+from threadpoolctl import threadpool_info
+
+import bigclust
+from benchmarks._common import Row, measure_side_by_side, print_table
+from bigclust import KMeans
+from bigclust._progress import Progress
+from bigclust.datasets import make_blobs
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def blas() -> str:
+    info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(f"{i['internal_api']} {i.get('architecture', '')}".strip() for i in info)
+
+
+def pass_done_cost(calls: int) -> float:
+    """Seconds per ``pass_done`` with a bar open (writing to a buffer, as to a terminal)."""
+    import tqdm.std
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        progress = Progress("bench", 1, total=calls, rows=1_000_000)
+        with bigclust.set_progress(True), progress:
+            if not isinstance(progress._bar, tqdm.std.tqdm):
+                raise RuntimeError("no bar was opened")
+            start = time.perf_counter()
+            for i in range(calls):
+                progress.pass_done(i, inertia=1.0 / (i + 1), center_shift=0.5)
+            seconds = time.perf_counter() - start
+    return seconds / calls
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-samples", type=int, default=1_000_000)
+    parser.add_argument("--n-features", type=int, default=32)
+    parser.add_argument("--n-clusters", type=int, default=16)
+    parser.add_argument("--passes", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    from distributed import Client, LocalCluster
+
+    print(
+        f"# bench_progress: {cpu_model()}, {os.cpu_count()} cores, BLAS {blas()}, "
+        f"dask {dask.__version__}"
+    )
+    # The records of verbose>=1 go to a handler, as a user's logging configuration would.
+    sink = logging.StreamHandler(io.StringIO())
+    logging.getLogger("bigclust").addHandler(sink)
+    logging.getLogger("bigclust").setLevel(logging.DEBUG)
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            worker_dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        X = make_blobs(args.n_samples, args.n_features, centers=args.n_clusters, random_state=0)[0]
+        X = client.persist(X)
+        init = np.asarray(X[: args.n_clusters])
+        n_chunks = X.numblocks[0]
+
+        def fit(verbose=0, bar=None):
+            def run():
+                km = KMeans(
+                    args.n_clusters, init=init, max_iter=args.passes, tol=0.0, verbose=verbose
+                )
+                with bigclust.set_progress(bar), contextlib.redirect_stdout(io.StringIO()):
+                    km.fit(X)
+                assert km.n_iter_ == args.passes
+
+            return run
+
+        t = measure_side_by_side(
+            {
+                "none": fit(),
+                "bar": fit(bar=True),
+                "verbose=1": fit(verbose=1),
+                "verbose=2": fit(verbose=2),
+            },
+            repeat=args.repeat,
+        )
+    base = t["none"].median
+    note = f"{args.passes} passes over {n_chunks} chunks"
+    rows = [
+        Row("fit, no reporting", base, None, "s", str(t["none"])),
+        Row("fit, bar (set_progress)", t["bar"].median, base, "s", str(t["bar"])),
+        Row("fit, verbose=1", t["verbose=1"].median, base, "s", str(t["verbose=1"])),
+        Row("fit, verbose=2 (chunk bars)", t["verbose=2"].median, base, "s", str(t["verbose=2"])),
+    ]
+    print_table(
+        f"KMeans {args.n_samples} x {args.n_features} float32, k={args.n_clusters}, "
+        f"LocalCluster 2 x 1 thread (processes); {note}",
+        rows,
+        peer_name="no reporting",
+    )
+    per_call = pass_done_cost(20_000)
+    per_pass = base / args.passes
+    print_table(
+        "client-side cost of one pass_done with a bar open",
+        [
+            Row("pass_done", per_call * 1e6, None, "us"),
+            Row(
+                "share of one pass", 100 * per_call / per_pass, None, "%", f"pass {per_pass:.3g} s"
+            ),
+        ],
+    )
+    overhead = 100 * (t["bar"].median / base - 1)
+    print(f"\nbar overhead on the fit: {overhead:+.2f}% (goal < 2%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
