@@ -21,7 +21,9 @@ What ``verbose`` shows, as scikit-learn users expect:
 - ``2`` and more: also a bar over the chunks of every pass and a DEBUG record per chunk.
 
 The estimators' scikit-learn-style messages (``Iteration 3, inertia ...``) go to stdout
-through :func:`echo`, which keeps an open bar intact.
+through :func:`echo`, which keeps an open bar intact. Log records are the user's logging
+configuration's business: a handler writing to the terminal's stderr breaks the bar's line
+unless the fit runs inside ``tqdm.contrib.logging.logging_redirect_tqdm()``.
 
 A :class:`Progress` opened inside another one (the initialization inside a fit, the
 k-means of a mixture's ``init_params="kmeans"``) reports at the larger of its own and its
@@ -173,7 +175,6 @@ class Progress:
         self.name = name if parent is None else f"{parent.name} {name}"
         self.total, self.unit, self.rows = total, unit, rows
         self.passes = 0
-        self._parent = parent
         self._level = logging.INFO if self.verbose >= 1 else logging.DEBUG
         setting = _bars_setting()
         self.shows_bars = self.verbose >= 1 if setting is None else setting
@@ -253,7 +254,8 @@ class Progress:
 
     # -- bars --------------------------------------------------------------------------------
 
-    def _open_bar(self, name: str, total: int | None, unit: str):
+    @staticmethod
+    def _open_bar(name: str, total: int | None, unit: str):
         """A tqdm bar; the outermost bar stays on screen, inner ones vanish when done."""
         bar = _bar_class()(
             total=total, desc=name, unit=unit, leave=Progress.open_bars == 0, dynamic_ncols=True
@@ -277,7 +279,7 @@ class ChunkWatch:
         self._progress, self.n_chunks, self.done = progress, n_chunks, 0
         self._bar = None
         if progress.shows_bars:
-            self._bar = progress._open_bar(f"{progress.name} chunks", n_chunks, "chunk")
+            self._bar = Progress._open_bar(f"{progress.name} chunks", n_chunks, "chunk")
 
     def chunk_done(self) -> None:
         self.done += 1

@@ -51,7 +51,10 @@ class KMeans(CentroidEstimator):
         Convergence when the squared center shift summed over centers is at most
         ``tol`` times the mean per-feature variance of ``X`` (as in scikit-learn).
     verbose : int, default=0
-        Print the inertia of each iteration.
+        From 1: print the inertia of each iteration (as scikit-learn does), show a progress
+        bar over the passes (initialization rounds, then iterations) and log a record per
+        pass on the ``bigclust.progress`` logger; from 2, also a bar over the chunks of each
+        pass. See :func:`bigclust.set_progress` to show or hide the bars alone.
     random_state : int, RandomState instance or Generator, default=None
         Seeds every random choice. The same int gives the same centers for any chunking,
         scheduler or worker count.

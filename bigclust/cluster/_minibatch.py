@@ -99,7 +99,9 @@ class MiniBatchKMeans(CentroidEstimator):
     batch_size : int, default=1024
         Rows per batch in :meth:`fit`.
     verbose : int, default=0
-        Print progress after every segment.
+        From 1: print progress after every segment, show a progress bar over the segments
+        and log a record per segment on the ``bigclust.progress`` logger. See
+        :func:`bigclust.set_progress` to show or hide the bar alone.
     compute_labels : bool, default=True
         At the end of :meth:`fit`, assign every row (one pass over the data) for ``labels_``
         and ``inertia_``. In :meth:`partial_fit`, assign the batch.
