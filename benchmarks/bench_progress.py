@@ -1,11 +1,14 @@
 """What progress reporting costs a fit on a distributed cluster: the bar must not slow a pass.
 
-    python -m benchmarks.bench_progress                     # 1,000,000 x 32 float32, k=16
-    python -m benchmarks.bench_progress --n-samples 200000 --repeat 3   # a quick look
+    python -m benchmarks.bench_progress                     # 500,000 x 32 float32, k=16
+    python -m benchmarks.bench_progress --n-samples 100000 --rounds 3   # a quick look
 
 A 20-pass KMeans fit (fixed init, ``tol=0``, ``max_iter=20``) on a LocalCluster of 2
-single-thread worker processes, the data persisted on the workers once, timed in
-interleaved rounds (medians of ``--repeat``):
+single-thread worker processes, the data persisted on the workers once. Each round runs
+every variant once, in a rotated order; a variant's figure is the median over rounds of its
+time divided by the no-reporting fit's time *in the same round* (so slow drifts of a shared
+machine's load cancel), with the wall and client CPU seconds (medians) beside it. The
+variants:
 
 - ``bar``: ``bigclust.set_progress(True)`` with ``verbose=0`` (what the command line shows
   on a terminal) against the same fit without it;
@@ -26,6 +29,7 @@ import io
 import logging
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -34,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 import bigclust
-from benchmarks._common import Row, measure_side_by_side, print_table
+from benchmarks._common import Row, print_table
 from bigclust import KMeans
 from bigclust._progress import Progress
 from bigclust.datasets import make_blobs
@@ -69,13 +73,36 @@ def pass_done_cost(calls: int) -> float:
     return seconds / calls
 
 
+def _runs(values, digits=3) -> str:
+    return "[" + ", ".join(f"{v:.{digits}g}" for v in values) + "]"
+
+
+def paired_rounds(baseline, variants, rounds):
+    """Wall and client CPU seconds of every run, and each variant's time over the baseline's
+    in the same round; one warm-up round first."""
+    fns = {"none": baseline, **variants}
+    names = list(fns)
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for r in range(rounds + 1):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fns[name]()
+            if r:  # round 0 warms up
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    ratio = {n: [v / b for v, b in zip(wall[n], wall["none"], strict=True)] for n in variants}
+    return wall, cpu, ratio
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-samples", type=int, default=1_000_000)
+    parser.add_argument("--n-samples", type=int, default=500_000)
     parser.add_argument("--n-features", type=int, default=32)
     parser.add_argument("--n-clusters", type=int, default=16)
     parser.add_argument("--passes", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
 
     from distributed import Client, LocalCluster
@@ -87,7 +114,7 @@ def main(argv=None) -> int:
     # The records of verbose>=1 go to a handler, as a user's logging configuration would.
     sink = logging.StreamHandler(io.StringIO())
     logging.getLogger("bigclust").addHandler(sink)
-    logging.getLogger("bigclust").setLevel(logging.DEBUG)
+    logging.getLogger("bigclust").setLevel(logging.INFO)
 
     with (
         LocalCluster(
@@ -115,26 +142,37 @@ def main(argv=None) -> int:
 
             return run
 
-        t = measure_side_by_side(
-            {
-                "none": fit(),
-                "bar": fit(bar=True),
-                "verbose=1": fit(verbose=1),
-                "verbose=2": fit(verbose=2),
-            },
-            repeat=args.repeat,
-        )
-    base = t["none"].median
+        variants = {
+            "bar (set_progress)": fit(bar=True),
+            "verbose=1": fit(verbose=1),
+            "verbose=2 (chunk bars)": fit(verbose=2),
+        }
+        wall, cpu, ratio = paired_rounds(fit(), variants, args.rounds)
     note = f"{args.passes} passes over {n_chunks} chunks"
+    base = statistics.median(wall["none"])
     rows = [
-        Row("fit, no reporting", base, None, "s", str(t["none"])),
-        Row("fit, bar (set_progress)", t["bar"].median, base, "s", str(t["bar"])),
-        Row("fit, verbose=1", t["verbose=1"].median, base, "s", str(t["verbose=1"])),
-        Row("fit, verbose=2 (chunk bars)", t["verbose=2"].median, base, "s", str(t["verbose=2"])),
+        Row(
+            "fit, no reporting",
+            base,
+            None,
+            "s",
+            f"client CPU {statistics.median(cpu['none']):.3g} s; walls {_runs(wall['none'])}",
+        )
     ]
+    for name in variants:
+        rows.append(
+            Row(
+                f"fit, {name}",
+                statistics.median(wall[name]),
+                base,
+                "s",
+                f"paired ratio {statistics.median(ratio[name]):.4f}; client CPU "
+                f"{statistics.median(cpu[name]):.3g} s; ratios {_runs(ratio[name], 4)}",
+            )
+        )
     print_table(
         f"KMeans {args.n_samples} x {args.n_features} float32, k={args.n_clusters}, "
-        f"LocalCluster 2 x 1 thread (processes); {note}",
+        f"LocalCluster 2 x 1 thread (processes); {note}; {args.rounds} rounds",
         rows,
         peer_name="no reporting",
     )
@@ -149,7 +187,7 @@ def main(argv=None) -> int:
             ),
         ],
     )
-    overhead = 100 * (t["bar"].median / base - 1)
+    overhead = 100 * (statistics.median(ratio["bar (set_progress)"]) - 1)
     print(f"\nbar overhead on the fit: {overhead:+.2f}% (goal < 2%)")
     return 0
 
