@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import warnings
 from typing import ClassVar
 
@@ -286,3 +287,21 @@ def test_environment_variable_shows_the_bar(X, init, monkeypatch, bars):
 def test_set_progress_rejects_other_values():
     with pytest.raises(TypeError, match="show='yes' should be True, False or None"):
         bigclust.set_progress("yes")
+
+
+def test_echo_clears_an_open_bar_before_printing(monkeypatch, bars):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+
+    class StdoutBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "file": sys.stdout})
+
+    monkeypatch.setattr(_progress, "_bar_class", lambda: StdoutBar)
+    with bigclust.set_progress(True), _progress.Progress("loop", total=3) as progress:
+        progress.pass_done()
+        _progress.echo("Iteration 0, inertia 1.0.")
+    text = out.getvalue()
+    assert "Iteration 0, inertia 1.0.\n" in text
+    # The bar's line was blanked first, not continued by the message.
+    assert text[: text.index("Iteration 0")].rstrip(" ").endswith("\r")
