@@ -353,7 +353,7 @@ class MiniBatchKMeans(CentroidEstimator):
             prepare=mbk.shuffle_segment,
             prefetch=2,  # a segment's read and shuffle can take longer than its steps
         )
-        # Segments to fold: about max_steps * bs rows' worth (a short last segment adds one).
+        # Segments to fold, about: max_steps * bs rows, n_segments per n rows.
         progress = Progress(
             "MiniBatchKMeans",
             self.verbose,
