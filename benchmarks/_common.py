@@ -47,6 +47,7 @@ __all__ = [
     "Row",
     "Timing",
     "format_bytes",
+    "machine_info",
     "measure",
     "measure_side_by_side",
     "print_table",
@@ -342,3 +343,22 @@ def print_table(title: str, rows: Sequence[Row], *, peer_name: str = "peer", fil
         if i == 0:
             print("  ".join("-" * w for w in widths), file=file)
     file.flush()
+
+
+def machine_info() -> str:
+    """CPU model, cores and BLAS kernel (threadpoolctl): figures move between machines."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    from threadpoolctl import threadpool_info
+
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+        f"{i.get('num_threads')} threads)"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return f"{model}, {os.cpu_count()} cores; BLAS: {'; '.join(blas) or 'none found'}"

@@ -39,11 +39,15 @@ class Input:
         Per-row outputs (labels, distances, densities) are NumPy arrays; else lazy.
     source : object
         What the user passed (for feature names, and to keep in-memory data in memory).
+    placed : bool
+        ``data`` is already where the passes run (an in-memory array for the in-process path,
+        or an array scattered to a cluster): fits that share an input place it once.
     """
 
-    data: da.Array
+    data: da.Array | np.ndarray
     numpy_out: bool
     source: Any
+    placed: bool = False  # data already placed for the passes (see bigclust.driver.place)
 
     @property
     def in_memory(self) -> np.ndarray | None:

@@ -5,7 +5,8 @@ accepted kinds, as scikit-learn does (its own classes are private, so these are 
 
 - :class:`Interval` for numbers (``Interval(Integral, 1, None)`` is an int >= 1),
 - :class:`Options` for named choices (an unknown name lists the valid ones),
-- ``None``, ``"array-like"``, ``callable``, ``"boolean"``, ``"random_state"``.
+- ``None``, ``"array-like"``, ``callable``, ``"boolean"``, ``"random_state"``, or a type
+  (``str``, ``os.PathLike``: an instance of it).
 
 A value is valid when it matches any entry. One message style, carrying the offending
 value: ``n_clusters=0 should be an int >= 1.``, ``unknown init 'kmeans'; valid: 'k-means||',
@@ -105,6 +106,8 @@ def _accepts(kind: Any, value: Any) -> bool:
                 and value >= 0
             )
         )
+    if isinstance(kind, type):
+        return isinstance(value, kind)
     return kind.accepts(value)
 
 
@@ -129,11 +132,11 @@ def check_param(name: str, value: Any, kinds: list) -> None:
         return
     options = [k for k in kinds if isinstance(k, Options)]
     if options and isinstance(value, str):
-        valid = ", ".join(
-            [o.describe() for o in options]
-            + [_describe(k) for k in kinds if not isinstance(k, Options)]
-        )
-        raise ValueError(f"unknown {name} {value!r}; valid: {_or(valid)}.")
+        valid = ", ".join(o.describe() for o in options)
+        others = [_describe(k) for k in kinds if not isinstance(k, Options)]
+        if others:
+            valid += ", " + _or(", ".join(others))
+        raise ValueError(f"unknown {name} {value!r}; valid: {valid}.")
     wanted = _or(", ".join(_describe(k) for k in kinds))
     error = TypeError if kinds == ["random_state"] else ValueError
     raise error(f"{name}={value!r} should be {wanted}.")

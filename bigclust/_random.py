@@ -50,6 +50,8 @@ class Key(enum.IntEnum):
     MIXTURE_KMEANSPP = 63
     MIXTURE_KMEANS = 64
     MIXTURE_SAMPLE = 65
+    # clustering metrics
+    SILHOUETTE_SAMPLE = 71
 
 
 #: Relative difference below which two runs' objectives count as equal (summation order,

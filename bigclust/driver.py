@@ -24,6 +24,7 @@ import contextlib
 import functools
 import itertools
 import math
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,13 +47,17 @@ __all__ = [
     "NonFiniteInputError",
     "active_client",
     "combine",
+    "keep_aligned_in_memory",
     "keep_in_memory",
+    "place",
     "chunk_totals",
     "compute",
     "map_blocks_lazy",
+    "map_rows_aligned",
     "map_reduce",
     "map_rows",
     "read_block",
+    "run_together",
     "take_rows",
     "stream_fold",
 ]
@@ -123,7 +128,35 @@ def _row_offsets(chunks: Sequence[int]) -> list[int]:
     return [0, *np.cumsum(chunks).tolist()]
 
 
-def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray]:
+class _Chunks:
+    """An array's optimized graph and its chunks' keys, in row order.
+
+    Optimizing a graph costs the client tens of microseconds per chunk (seconds for a pass
+    over 62,500 chunks, ``benchmarks/bench_scale.py``), and every iteration passes over the
+    same array: it is done once per array and kept on the array object itself, so it lives
+    exactly as long as the array (never keeping the futures of a persisted one alive).
+    """
+
+    __slots__ = ("graph", "keys", "name")
+
+    def __init__(self, X: da.Array):
+        keys = list(dask.core.flatten(X.__dask_keys__()))
+        optimized = X.__dask_optimize__(X.__dask_graph__(), keys)
+        self.name = f"chunks-{X.name}"
+        if not isinstance(optimized, HighLevelGraph):
+            optimized = HighLevelGraph.from_collections(self.name, dict(optimized))
+        self.graph, self.keys = optimized, keys
+
+
+def _chunks_of(X: da.Array) -> _Chunks:
+    found = getattr(X, "_bigclust_chunks", None)
+    if found is None or found.name != f"chunks-{X.name}":
+        found = _Chunks(X)
+        X._bigclust_chunks = found
+    return found
+
+
+def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[_Chunks]:
     blocks = []
     for a in aligned:
         if not isinstance(a, da.Array):
@@ -134,11 +167,11 @@ def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[np.ndarray
         target = {0: X.chunks[0], **{axis: -1 for axis in range(1, a.ndim)}}
         if a.chunks[0] != X.chunks[0] or any(len(c) > 1 for c in a.chunks[1:]):
             a = a.rechunk(target)
-        blocks.append(a.to_delayed().ravel())
+        blocks.append(_chunks_of(a))
     return blocks
 
 
-def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every):
+def _tree_graph(kernel, check_finite, data, aligned_data, shared, offsets, split_every):
     """One graph layer: a kernel task per block, then a tree of combine tasks.
 
     Built as one dict rather than one ``dask.delayed`` call per block: a delayed call
@@ -154,16 +187,17 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
     name = f"map-reduce-{uuid.uuid4().hex}"
     layer: dict = {}
     keys = []
-    for i, block in enumerate(blocks):
+    params_ref = TaskRef(shared.key)
+    for i, block in enumerate(data.keys):
         key = (name, 0, i)
         layer[key] = Task(
             key,
             _run_kernel,
             kernel,
             check_finite,
-            TaskRef(block.key),
-            *(TaskRef(a[i].key) for a in aligned_blocks),
-            TaskRef(shared.key),
+            TaskRef(block),
+            *(TaskRef(a.keys[i]) for a in aligned_data),
+            params_ref,
             offsets[i],
         )
         keys.append(key)
@@ -176,9 +210,12 @@ def _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, s
             key = (name, level, j)
             layer[key] = Task(key, _combine_many, *(TaskRef(k) for k in group))
             keys.append(key)
-    dependencies = [blocks[0], *(a[0] for a in aligned_blocks), shared]
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
-    return Delayed(keys[0], graph, layer=name)
+    graph = HighLevelGraph.merge(
+        data.graph, *(a.graph for a in aligned_data), shared.__dask_graph__()
+    )
+    layers = {**graph.layers, name: layer}
+    dependencies = {**graph.dependencies, name: set(graph.layers)}
+    return Delayed(keys[0], HighLevelGraph(layers, dependencies), layer=name)
 
 
 def _broadcast(params: Any):
@@ -231,13 +268,21 @@ def map_reduce(
         return _reduce_in_process(kernel, X, aligned, params, check_finite, what)
     if X.ndim != 2 or len(X.chunks[1]) != 1:
         raise ValueError("map_reduce needs a 2-D array with all columns in one chunk.")
+    shared = getattr(_thread, "shared_passes", None)
+    if shared is not None:  # inside run_together: this pass joins the others' next pass
+        return shared.submit(_Request(kernel, X, aligned, params, check_finite, what, split_every))
+    return _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every)
+
+
+def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every):
     offsets = _row_offsets(X.chunks[0])
-    blocks = X.to_delayed().ravel()
-    aligned_blocks = _aligned_blocks(X, aligned)
+    aligned_data = _aligned_blocks(X, aligned)
     shared = _broadcast(params)
-    total = _tree_graph(kernel, check_finite, blocks, aligned_blocks, shared, offsets, split_every)
+    total = _tree_graph(
+        kernel, check_finite, _chunks_of(X), aligned_data, shared, offsets, split_every
+    )
     with _blas_limited():
-        result = _compute_tree(total, len(blocks))
+        result = _compute_tree(total, len(offsets) - 1)
     if result.bad is not None:
         row, lo, hi = result.bad
         raise NonFiniteInputError(what, row, (lo, hi))
@@ -269,13 +314,161 @@ def _compute_tree(total: Delayed, n_chunks: int) -> Any:
         watch.close()
 
 
+# --- shared passes ---------------------------------------------------------------------------
+#
+# Several fits over the same data can share their passes: each fit runs in its own thread,
+# unchanged; its map_reduce calls wait at a barrier until every fit still running is waiting
+# too, and then the waiting requests over the same array run as ONE pass whose task per chunk
+# applies every request's kernel to the chunk in turn. Each request's statistics are combined
+# in the same tree as alone, so every fit's result is bitwise the one it gets alone; a fit that
+# has converged has left, so the others' passes go on without it.
+
+_thread = threading.local()
+
+
+class _Request:
+    __slots__ = (
+        "X",
+        "aligned",
+        "check_finite",
+        "done",
+        "error",
+        "kernel",
+        "params",
+        "result",
+        "split_every",
+        "what",
+    )  # fmt: skip
+
+    def __init__(self, kernel, X, aligned, params, check_finite, what, split_every):
+        self.kernel, self.X, self.aligned, self.params = kernel, X, tuple(aligned), params
+        self.check_finite, self.what, self.split_every = check_finite, what, split_every
+        self.result = self.error = None
+        self.done = threading.Event()
+
+    def group(self) -> tuple:
+        """Requests with the same key read the same chunks: one pass serves them all."""
+        names = tuple(getattr(a, "name", id(a)) for a in self.aligned)
+        return (self.X.name, self.X.chunks, names, self.split_every)
+
+
+class _SharedPasses:
+    def __init__(self, n_fits: int):
+        self.changed = threading.Condition()
+        self.running = n_fits  # fits not finished
+        self.waiting: list[_Request] = []
+        self.passes = 0  # shared passes run (for tests and benchmarks)
+
+    def submit(self, request: _Request):
+        with self.changed:
+            self.waiting.append(request)
+            self.changed.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def finished(self) -> None:
+        with self.changed:
+            self.running -= 1
+            self.changed.notify_all()
+
+    def serve(self) -> None:
+        """Run shared passes until every fit has finished (on the calling thread)."""
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: len(self.waiting) >= self.running)
+                if self.running == 0 and not self.waiting:
+                    return
+                batch, self.waiting = self.waiting, []
+            groups: dict = {}
+            for request in batch:
+                groups.setdefault(request.group(), []).append(request)
+            for requests in groups.values():
+                self.passes += 1
+                _run_shared_pass(requests)
+
+
+def _run_many(block, *rest):
+    """One chunk, every request's kernel: a tuple of their partial statistics."""
+    *aligned, specs, start = rest
+    return tuple(_run_kernel(kernel, check, block, *aligned, params, start)
+                 for kernel, check, params in specs)  # fmt: skip
+
+
+def _run_shared_pass(requests: list[_Request]) -> None:
+    first = requests[0]
+    specs = tuple((r.kernel, r.check_finite, r.params) for r in requests)
+    try:
+        partials = _map_reduce_now(
+            _run_many, first.X, first.aligned, specs, False, first.what, first.split_every
+        )
+    except BaseException as error:
+        for request in requests:
+            request.error = error
+            request.done.set()
+        return
+    for request, partial in zip(requests, partials, strict=True):
+        if partial.bad is not None:
+            row, lo, hi = partial.bad
+            request.error = NonFiniteInputError(request.what, row, (lo, hi))
+        else:
+            request.result = partial.stats
+        request.done.set()
+
+
+def run_together(
+    tasks: Sequence[Callable[[], Any]],
+) -> tuple[list[Any], list[BaseException | None], int]:
+    """Run ``tasks`` (e.g. several estimators' ``fit`` on the same data), sharing their passes.
+
+    Each task runs in its own thread; its :func:`map_reduce` passes over the same Dask array
+    run together, one read of every chunk per shared pass (see the comment above). Passes
+    over in-memory data, per-row outputs and small reads run on their own.
+
+    Returns
+    -------
+    results : list
+        What each task returned (``None`` where it raised).
+    errors : list
+        The exception each task raised, or ``None``.
+    passes : int
+        Shared passes run.
+    """
+    shared = _SharedPasses(len(tasks))
+    results: list[Any] = [None] * len(tasks)
+    errors: list[BaseException | None] = [None] * len(tasks)
+
+    def run(i):
+        _thread.shared_passes = shared
+        try:
+            results[i] = tasks[i]()
+        except BaseException as error:
+            errors[i] = error
+        finally:
+            _thread.shared_passes = None
+            shared.finished()
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"bigclust-fit-{i}", daemon=True)
+               for i in range(len(tasks))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    shared.serve()
+    for thread in threads:
+        thread.join()
+    return results, errors, shared.passes
+
+
 def _reduce_in_process(kernel, X, aligned, params, check_finite, what):
     """An in-memory sample is one chunk, reduced here: no graph, no scheduler."""
     aligned = [np.asarray(a) for a in aligned]
     for a in aligned:
         if a.ndim == 0 or a.shape[0] != X.shape[0]:
             raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
-    result = _run_kernel(kernel, check_finite, X, *aligned, params, 0)
+    # One BLAS thread: a small pass gains nothing from BLAS threads, which cost far more than
+    # they save when the machine is busy (measured: 2 blocks of 16k rows 40 ms vs 1 ms).
+    with single_blas_thread():
+        result = _run_kernel(kernel, check_finite, X, *aligned, params, 0)
     if result.bad is not None:
         row, lo, hi = result.bad
         raise NonFiniteInputError(what, row, (lo, hi))
@@ -320,6 +513,9 @@ def map_rows(
     A kernel that meets a non-finite row raises ``bigclust._errors.NonFiniteRow(local_row)``;
     the user sees :class:`NonFiniteInputError` naming the global row.
     """
+    if isinstance(X, np.ndarray):  # placed in process (see place)
+        out = _run_rowwise(X, params, kernel, what, 0)
+        return out if numpy_out else da.from_array(out, chunks=out.shape)
     if numpy_out and in_memory is not None:
         parts = []
         for lo, hi in itertools.pairwise(_row_offsets(X.chunks[0])):
@@ -357,6 +553,8 @@ def take_rows(X: da.Array, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
     """Rows of ``X`` by global index, in the order given, reading only the chunks that hold
     them."""
     rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(X, np.ndarray):
+        return np.asarray(X[rows], dtype=dtype)
     order = np.argsort(rows, kind="stable")
     with _blas_limited():
         (picked,) = dask.compute(X[rows[order]])
@@ -383,6 +581,77 @@ def read_block(values: da.Array, index: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def _rows_aligned(block, aligned, params, kernel, what, start):
+    try:
+        return kernel(block, *aligned, params)
+    except NonFiniteRow as bad:
+        raise NonFiniteInputError(
+            what, start + bad.local_row, (start, start + len(block))
+        ) from None
+
+
+def _rows_aligned_task(block, *rest, n_aligned, kernel, what, block_info=None):
+    # Aligned arrays arrive as (rows, 1) blocks (see map_rows_aligned); the kernel gets 1-D.
+    aligned = [a[:, 0] for a in rest[:n_aligned]]
+    ((start, _), *_) = block_info[0]["array-location"]
+    return _rows_aligned(block, aligned, rest[n_aligned], kernel, what, start)
+
+
+def map_rows_aligned(
+    kernel: Callable[..., np.ndarray],
+    X: da.Array | np.ndarray,
+    *aligned: da.Array | np.ndarray,
+    params: Any = None,
+    dtype: np.dtype,
+    n_columns: int | None = None,
+    numpy_out: bool = False,
+    what: str = "X",
+) -> np.ndarray | da.Array:
+    """:func:`map_rows` with 1-D arrays aligned with ``X``'s rows (e.g. labels):
+    ``kernel(block, *aligned_blocks, params) -> array`` on every row chunk.
+
+    Each aligned array (Dask, or NumPy) is rechunked to ``X``'s row chunks, as
+    :func:`map_reduce` does. The result has one row per input row, 1-D (``n_columns=None``)
+    or with ``n_columns`` columns; lazy unless ``numpy_out``. An in-memory ``X`` (placed in
+    process, see :func:`place`) is one chunk, run here. A kernel that meets a non-finite row
+    raises ``bigclust._errors.NonFiniteRow(local_row)``; the user sees
+    :class:`NonFiniteInputError` naming the global row.
+    """
+    arrays = []
+    for a in aligned:
+        if not isinstance(a, da.Array):
+            a = np.asarray(a)
+        if a.ndim != 1 or a.shape[0] != X.shape[0]:
+            raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+        arrays.append(a)
+    if isinstance(X, np.ndarray):
+        blocks = [np.asarray(a) for a in compute(*arrays)] if arrays else []
+        with single_blas_thread():
+            out = _rows_aligned(X, blocks, params, kernel, what, 0)
+        return out if numpy_out else da.from_array(out, chunks=out.shape)
+    columns = []
+    for a in arrays:
+        if not isinstance(a, da.Array):
+            a = da.from_array(a, chunks=(X.chunks[0],))
+        if a.chunks[0] != X.chunks[0]:
+            a = a.rechunk((X.chunks[0],))
+        columns.append(a[:, None])  # 2-D, so that blocks pair with X's by position
+    shared = _broadcast(params)
+    options = {"n_aligned": len(columns), "kernel": kernel, "what": what, "dtype": dtype}
+    if n_columns is None:
+        lazy = da.map_blocks(
+            _rows_aligned_task, X, *columns, shared, **options, drop_axis=1, chunks=(X.chunks[0],)
+        )
+    else:
+        lazy = da.map_blocks(
+            _rows_aligned_task, X, *columns, shared, **options, chunks=(X.chunks[0], (n_columns,))
+        )
+    if not numpy_out:
+        return lazy
+    (out,) = compute(lazy)
+    return out
+
+
 def active_client():
     """The ``distributed.Client`` that ``compute`` would use now, or ``None``."""
     scheduler = dask.base.get_scheduler()
@@ -402,6 +671,26 @@ SCATTER_CHUNKS_PER_THREAD = 4
 SCATTER_MAX_CHUNK_BYTES = 128 * 2**20
 
 
+#: In-memory data up to this size run every pass in this process, as one chunk, without a
+#: Dask graph (and without a round trip to a cluster when a client is active): below it, a
+#: pass's scheduling costs more than its arithmetic (benchmarks/bench_small.py).
+SMALL_DATA_BYTES = 8 * 2**20
+
+
+def place(inp) -> da.Array | np.ndarray:
+    """Where a fit's passes run, for a :class:`bigclust._input.Input`: in this process for
+    small in-memory data (the NumPy array itself, one chunk: the same kernels, the same
+    result as a one-chunk Dask array), on the workers for in-memory data with a distributed
+    client (scattered once, :func:`keep_in_memory`), else over the data as they are (streamed
+    from their store)."""
+    X, in_memory = inp.data, inp.in_memory
+    if inp.placed:
+        return X
+    if in_memory is not None and X.nbytes <= SMALL_DATA_BYTES:
+        return np.ascontiguousarray(in_memory, dtype=X.dtype)
+    return keep_in_memory(X, in_memory)
+
+
 def keep_in_memory(X: da.Array, source: Any) -> da.Array:
     """Scatter an in-memory NumPy input to the workers of an active distributed client, once,
     so iterations do not ship the array inside every graph."""
@@ -418,13 +707,38 @@ def keep_in_memory(X: da.Array, source: Any) -> da.Array:
     blocks = [
         np.asarray(source[lo : lo + rows], dtype=X.dtype) for lo in range(0, X.shape[0], rows)
     ]
-    futures = client.scatter(blocks)
+    # hash=False: content-named keys would be shared with an earlier scatter of the same data
+    # still being released, and the scheduler would drop them under this array ("lost
+    # dependencies" when several calls scatter the same NumPy input in a row).
+    futures = client.scatter(blocks, hash=False)
     # Chunk i of the array is future i: one alias task per chunk, not a from_delayed and a
-    # concatenate task each (a Lloyd pass on 2 worker processes: 0.25 -> 0.22 s).
+    # concatenate task each (measured: a Lloyd pass on 2 worker processes 12% faster).
     name = "scattered-" + uuid.uuid4().hex
     graph = {(name, i, 0): future for i, future in enumerate(futures)}
     chunks = (tuple(len(block) for block in blocks), (X.shape[1],))
     return da.Array(graph, name, chunks, dtype=X.dtype)
+
+
+def keep_aligned_in_memory(a: Any, X: da.Array) -> Any:
+    """Scatter an in-memory 1-D array aligned with ``X``'s rows (labels, weights) to the
+    workers of an active distributed client, once, in ``X``'s row chunks.
+
+    Each pass then refers to the workers' copies instead of shipping the array in its graph.
+    Without a client, for a Dask array ``a``, or for data placed in this process (an ``X``
+    that is a NumPy array, see :func:`place`), ``a`` is returned as it is.
+    """
+    client = active_client()
+    if client is None or isinstance(a, da.Array) or isinstance(X, np.ndarray):
+        return a
+    a = np.asarray(a)
+    if a.ndim != 1 or a.shape[0] != X.shape[0]:
+        raise ValueError(f"array of shape {a.shape} is not aligned with {X.shape[0]} rows.")
+    offsets = _row_offsets(X.chunks[0])
+    blocks = [a[lo:hi] for lo, hi in itertools.pairwise(offsets)]
+    futures = client.scatter(blocks, hash=False)
+    name = "scattered-" + uuid.uuid4().hex
+    graph = {(name, i): future for i, future in enumerate(futures)}
+    return da.Array(graph, name, (X.chunks[0],), dtype=a.dtype)
 
 
 def _blas_limited():

@@ -51,6 +51,18 @@ MIN_CHUNKS = 8
 MIN_CHUNK_BYTES = 2**20
 
 
+#: Chunks per pass at most, by default. A Dask scheduler runs a few thousand tasks a second
+#: and a pass costs about two tasks per chunk (benchmarks/bench_scale.py, docs/scale.md):
+#: past this, the scheduler rather than the workers would set the pace of a pass over a large
+#: store, so chunks grow with the data instead (1 TB: 4,096 chunks of 244 MiB).
+MAX_CHUNKS_PER_PASS = 4096
+
+#: The largest chunk the policy chooses: a worker holds a few chunks per thread (the one in
+#: work, its float64 temporaries and the next one read), so 4 x this per thread must fit in
+#: its memory limit. Past MAX_CHUNKS_PER_PASS x MAX_CHUNK_BYTES (1 TiB) chunks stop growing.
+MAX_CHUNK_BYTES = 256 * 2**20
+
+
 class InputDtypeError(TypeError, ValueError):
     """The input's dtype is not real numeric (complex, boolean, strings, objects).
 
@@ -78,9 +90,11 @@ def rows_per_chunk(
     itemsize : int
         Bytes per element of the array as the kernels see it.
     chunk_bytes : int, default=None
-        Target size of one chunk. By default :data:`DEFAULT_CHUNK_BYTES`, and data smaller than
+        Target size of one chunk. By default :data:`DEFAULT_CHUNK_BYTES`; data smaller than
         ``MIN_CHUNKS`` such chunks is split into ``MIN_CHUNKS`` chunks of at least
-        ``MIN_CHUNK_BYTES`` so that every core gets work.
+        ``MIN_CHUNK_BYTES`` so that every core gets work, and data larger than
+        ``MAX_CHUNKS_PER_PASS`` such chunks get larger chunks (up to ``MAX_CHUNK_BYTES``) so
+        that a pass has at most ``MAX_CHUNKS_PER_PASS`` of them.
     n_samples : int, optional
         When given, the result is capped at ``n_samples``.
 
@@ -94,6 +108,9 @@ def rows_per_chunk(
         rows = DEFAULT_CHUNK_BYTES // row_bytes
         if n_samples is not None:  # small data: MIN_CHUNKS chunks, unless they get tiny
             rows = min(rows, max(-(-n_samples // MIN_CHUNKS), MIN_CHUNK_BYTES // row_bytes))
+            # large data: a bounded number of tasks per pass, within worker memory
+            bounded = -(-n_samples // MAX_CHUNKS_PER_PASS)
+            rows = max(rows, min(bounded, MAX_CHUNK_BYTES // row_bytes))
     else:
         if int(chunk_bytes) <= 0:
             raise ValueError(f"chunk_bytes={chunk_bytes} should be > 0.")

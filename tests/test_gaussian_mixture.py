@@ -296,7 +296,7 @@ def test_score_is_mean_of_score_samples():
 def test_density_threshold_without_materialising_scores(tmp_path, monkeypatch):
     """The anomaly workflow: lazy scores of a Zarr array, exact 2nd percentile threshold;
     the client only receives histograms and a few hundred values, never the scores."""
-    import bigclust.mixture._percentile as P
+    import bigclust._percentile as P
 
     original, received = P.map_reduce, []
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import bigclust
 from bigclust.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,14 +32,19 @@ SMALL_DEMO = "demo --n-samples 20000 --n-features 4 --centers 4 --n-clusters 4".
 RECOVERED = "adjusted Rand index against the true blobs: 1.0000"
 
 
-def test_demo_runs_and_recovers_the_blobs(capsys):
-    assert main([*SMALL_DEMO, "--scheduler", "threads"]) == 0
-    assert RECOVERED in capsys.readouterr().out
+def test_demo_runs_and_recovers_the_blobs(capsys, tmp_path):
+    assert main([*SMALL_DEMO, "--scheduler", "threads", "--model", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert RECOVERED in out
+    # both models checked against scikit-learn on a sample, and saved
+    assert out.count("labels 100.00% equal") == 2
+    assert isinstance(bigclust.load(tmp_path / "gmm"), bigclust.GaussianMixture)
+    assert isinstance(bigclust.load(tmp_path / "kmeans"), bigclust.KMeans)
 
 
 @pytest.mark.slow
-def test_demo_on_its_default_local_cluster(capsys):
+def test_demo_on_its_default_local_cluster(capsys, tmp_path):
     # The Quick start's main job runs on an in-process LocalCluster of worker processes, with
     # the generated data persisted on the workers: the path a plain threaded test misses.
-    assert main([*SMALL_DEMO, "--workers", "2"]) == 0
+    assert main([*SMALL_DEMO, "--workers", "2", "--model", str(tmp_path)]) == 0
     assert RECOVERED in capsys.readouterr().out

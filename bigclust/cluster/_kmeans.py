@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import numbers
+import os
 from typing import ClassVar
 
 import numpy as np
 
 from bigclust import _random
+from bigclust._checkpoint import Checkpoint
 from bigclust._input import check_min_samples, read_input, read_sample_weight, record_features
 from bigclust._params import Interval, validate_params
+from bigclust._persist import ModelFileMixin
 from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster._base import CentroidEstimator
-from bigclust.driver import keep_in_memory, map_reduce
+from bigclust.driver import map_reduce, place
 
 __all__ = ["KMeans"]
 
 
-class KMeans(CentroidEstimator):
+class KMeans(ModelFileMixin, CentroidEstimator):
     """K-Means clustering by Lloyd's algorithm, one pass over chunked data per iteration.
 
     Gives scikit-learn's ``KMeans(algorithm="lloyd")`` answer for the same data and initial
@@ -62,6 +65,12 @@ class KMeans(CentroidEstimator):
         k-means|| candidates per round, as a multiple of ``n_clusters``.
     init_max_iter : int, default=None
         k-means|| rounds (passes over the data); ``None`` means 5.
+    checkpoint : str or PathLike, default=None
+        A directory (local path or fsspec URL) where the fit's full state is written
+        atomically after every Lloyd iteration; the same fit started again with the same checkpoint
+        and data resumes from the last one and ends exactly as an uninterrupted fit. A
+        checkpoint from other data or parameters is refused
+        (:class:`bigclust.CheckpointMismatchError`).
 
     Attributes
     ----------
@@ -100,6 +109,7 @@ class KMeans(CentroidEstimator):
         random_state=None,
         oversampling_factor: float = 2.0,
         init_max_iter: int | None = None,
+        checkpoint=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -110,11 +120,13 @@ class KMeans(CentroidEstimator):
         self.random_state = random_state
         self.oversampling_factor = oversampling_factor
         self.init_max_iter = init_max_iter
+        self.checkpoint = checkpoint
 
     _parameter_constraints: ClassVar[dict] = {
         **CentroidEstimator._parameter_constraints,
         "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
         "init_max_iter": [Interval(numbers.Integral, 1, None), None],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     # -- fit ----------------------------------------------------------------------------
@@ -139,18 +151,35 @@ class KMeans(CentroidEstimator):
         inp = read_input(X)
         check_min_samples(inp, self.n_clusters, "n_clusters", self.n_clusters)
         self._check_init_array(inp.shape[1])
-        data = keep_in_memory(inp.data, inp.in_memory)
+        data = place(inp)
         weights = read_sample_weight(sample_weight, inp)
-        seed = _random.seed_from(self.random_state)
+        checkpoint = Checkpoint.of(self, inp, weights)
+        saved = checkpoint.load() if checkpoint else None
+        seed = saved["seed"] if saved else _random.seed_from(self.random_state)
 
-        best = None  # (inertia, centers, n_iter)
-        self._tol = None  # variance-scaled tol, computed by the first pass of the first run
-        for run in Progress("KMeans", self.verbose).iterate(range(self._n_runs())):
-            run_seed = int(_random.generator(seed, Key.KMEANS_RUNS, run).integers(2**62))
-            centers = self._initial_centers(data, weights, run_seed)
-            centers, inertia, n_iter = self._lloyd(data, weights, centers)
+        best = saved["best"] if saved else None  # (inertia, centers, n_iter)
+        # The variance-scaled tol, computed by the first pass of the first run.
+        self._tol = saved["tol"] if saved else None
+        runs = range(saved["run"] if saved else 0, self._n_runs())
+        for run in Progress("KMeans", self.verbose).iterate(runs):
+
+            def save(state, run=run):  # this run's state and the best so far, read when called
+                document = {"seed": seed, "tol": self._tol, "best": best, "run": run}  # noqa: B023
+                checkpoint.save({**document, **state})
+
+            if saved and saved["run"] == run and saved["centers"] is not None:
+                resume = saved  # this run was under way: go on from its last iteration
+            else:
+                run_seed = int(_random.generator(seed, Key.KMEANS_RUNS, run).integers(2**62))
+                centers = self._initial_centers(data, weights, run_seed)
+                resume = {"centers": centers, "iteration": 0, "converged": False}
+            centers, inertia, n_iter = self._lloyd(
+                data, weights, resume, save if checkpoint else None
+            )
             if best is None or _random.better(inertia, best[0], larger=False):
                 best = (inertia, centers, n_iter)
+            if checkpoint:  # this run is done: the next one starts from its initialization
+                save({"centers": None, "iteration": 0, "converged": False}, run=run + 1)
         inertia, centers, n_iter = best
 
         _init.warn_if_few_distinct(centers, self.n_clusters)
@@ -180,11 +209,16 @@ class KMeans(CentroidEstimator):
             centers = centers.astype(np.float32).astype(np.float64)
         return centers
 
-    def _lloyd(self, X, weights, centers):
-        """One run of Lloyd's algorithm; returns (centers, inertia, n_iter)."""
+    def _lloyd(self, X, weights, start, save=None):
+        """One run of Lloyd's algorithm from ``start`` (``centers`` after ``iteration``
+        iterations, and whether they had ``converged``); ``save(state)`` after every
+        iteration. Returns (centers, inertia, n_iter)."""
         aligned = () if weights is None else (weights,)
         progress = Progress("Lloyd", total=self.max_iter, rows=X.shape[0])
-        for i in progress.iterate(range(self.max_iter)):
+        centers, i = start["centers"], start["iteration"] - 1
+        for i in progress.iterate(
+            range(start["iteration"], 0 if start["converged"] else self.max_iter)
+        ):
             params = kern.LloydParams(centers, with_inertia=bool(self.verbose))
             if self._tol is None:
                 shift = centers.mean(axis=0)
@@ -203,6 +237,9 @@ class KMeans(CentroidEstimator):
             progress.pass_done(
                 i, inertia=stats.inertia if params.with_inertia else None, center_shift=center_shift
             )
+            if save is not None:
+                converged = center_shift == 0 or center_shift <= self._tol
+                save({"centers": centers, "iteration": i + 1, "converged": converged})
             if center_shift == 0:  # labels unchanged: scikit-learn's strict convergence
                 if self.verbose:
                     echo(f"Converged at iteration {i}: strict convergence.")

@@ -6,12 +6,14 @@ import contextlib
 import itertools
 import math
 import numbers
+import os
 import warnings
 from typing import ClassVar
 
 import numpy as np
 
 from bigclust import _random
+from bigclust._checkpoint import Checkpoint
 from bigclust._input import (
     check_n_features,
     read_input,
@@ -19,6 +21,7 @@ from bigclust._input import (
     record_features,
 )
 from bigclust._params import Interval, validate_params
+from bigclust._persist import ModelFileMixin
 from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust._rows import first_nonfinite_row
@@ -30,8 +33,8 @@ from bigclust.driver import (
     NonFiniteInputError,
     active_client,
     compute,
-    keep_in_memory,
     map_reduce,
+    place,
     read_block,
     stream_fold,
     take_rows,
@@ -53,7 +56,7 @@ def segment_rows(n_features: int, itemsize: int, n_samples: int, batch_size: int
     return int(min(n_samples, max(rows, batch_size)))
 
 
-class MiniBatchKMeans(CentroidEstimator):
+class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
     """Mini-batch K-Means: scikit-learn's updates, with batches streamed from chunked data.
 
     Each step assigns a batch to the nearest centers and moves every center that received
@@ -122,6 +125,12 @@ class MiniBatchKMeans(CentroidEstimator):
     reassignment_ratio : float, default=0.01
         Centers whose running weight is below this fraction of the largest are moved to
         random rows of the batch, every ``10 * n_clusters`` rows. 0 disables reassignment.
+    checkpoint : str or PathLike, default=None
+        A directory (local path or fsspec URL) where the fit's full state is written
+        atomically after every segment (about 16 MiB of rows); the same fit started again
+        with the same checkpoint and data resumes from the last one and ends exactly as an
+        uninterrupted fit. A checkpoint from other data or parameters is refused
+        (:class:`bigclust.CheckpointMismatchError`).
 
     Attributes
     ----------
@@ -168,6 +177,7 @@ class MiniBatchKMeans(CentroidEstimator):
         init_size: int | None = None,
         n_init="auto",
         reassignment_ratio: float = 0.01,
+        checkpoint=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -181,6 +191,7 @@ class MiniBatchKMeans(CentroidEstimator):
         self.init_size = init_size
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
+        self.checkpoint = checkpoint
 
     _parameter_constraints: ClassVar[dict] = {
         **CentroidEstimator._parameter_constraints,
@@ -189,6 +200,7 @@ class MiniBatchKMeans(CentroidEstimator):
         "max_no_improvement": [Interval(numbers.Integral, 0, None), None],
         "init_size": [Interval(numbers.Integral, 1, None), None],
         "reassignment_ratio": [Interval(numbers.Real, 0, None)],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     _auto_random_runs = 3
@@ -306,12 +318,20 @@ class MiniBatchKMeans(CentroidEstimator):
         inp = read_input(X)
         n, d = inp.shape
         self._check_params(n, d)
-        data = keep_in_memory(inp.data, inp.in_memory)
+        data = place(inp)
         weights = read_sample_weight(sample_weight, inp)
-        seed = _random.seed_from(self.random_state)
-        with Progress("MiniBatchKMeans initialization", self.verbose):
-            centers = self._fit_init(data, weights, seed)
-        shift = kern.origin_shift(centers, data.dtype)
+        checkpoint = Checkpoint.of(self, inp, weights)
+        saved = checkpoint.load(mbk.FitState, mbk.Rows) if checkpoint else None
+        if saved:  # go on from the last segment folded (the initialization is in it)
+            seed, self._tol, shift = saved["seed"], saved["tol"], saved["shift"]
+            state, done = saved["state"], saved["pieces"]
+        else:
+            seed = _random.seed_from(self.random_state)
+            with Progress("MiniBatchKMeans initialization", self.verbose):
+                centers = self._fit_init(data, weights, seed)
+            shift = kern.origin_shift(centers, data.dtype)
+            state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
+            done = 0
 
         bs = self._batch_size
         max_steps = (self.max_iter * n) // bs
@@ -339,14 +359,22 @@ class MiniBatchKMeans(CentroidEstimator):
                     if needed <= 0:
                         return
 
-        in_memory = inp.in_memory is not None and active_client() is None
-        source = np.asarray(inp.in_memory, dtype=data.dtype) if in_memory else data
+        def save(state, done):  # after every segment: everything the next one needs
+            document = {"seed": seed, "tol": self._tol, "shift": shift, "pieces": done}
+            checkpoint.save({**document, "state": state})
+
+        source = data  # in process, on the cluster, or streamed (see driver.place)
+        if not isinstance(data, np.ndarray) and inp.in_memory is not None:
+            if active_client() is None:  # large in-memory data: sliced here, not by Dask
+                source = np.asarray(inp.in_memory, dtype=data.dtype)
         source_w = weights
-        state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
+        remaining = itertools.islice(pieces(), done, None)
+        if state.stopped is not None:
+            remaining = iter(())  # the saved fit had stopped: nothing left to fold
         folds = stream_fold(
             mbk.fit_segment,
             source,
-            pieces(),
+            remaining,
             state,
             sample_weight=source_w,
             params=params,
@@ -363,9 +391,12 @@ class MiniBatchKMeans(CentroidEstimator):
         )
         with contextlib.closing(folds):
             for state in progress.iterate(folds):
+                done += 1
                 if state.bad_row is not None:
                     lo = state.bad_row // seg * seg
                     raise NonFiniteInputError("X", state.bad_row, (lo, min(n, lo + seg)))
+                if checkpoint:
+                    save(state, done)
                 if self.verbose:
                     echo(
                         f"Minibatch step {state.step}/{max_steps}: mean batch inertia "

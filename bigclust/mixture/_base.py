@@ -23,6 +23,7 @@ A model supplies the hooks:
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from abc import ABCMeta, abstractmethod
 from time import time
@@ -34,6 +35,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from bigclust import _random
+from bigclust._checkpoint import Checkpoint
 from bigclust._input import (
     MIXTURE_LABELS,
     Input,
@@ -46,7 +48,7 @@ from bigclust._params import Interval, Options, validate_params
 from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
-from bigclust.driver import keep_in_memory, map_reduce, map_rows, take_rows
+from bigclust.driver import map_reduce, map_rows, place, take_rows
 from bigclust.mixture import _kernels
 from bigclust.mixture._covariance import COVARIANCE_TYPES, CovarianceType, covariance_type
 from bigclust.mixture._kernels import GaussianStats, InitResp, Model
@@ -75,6 +77,7 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
         "verbose_interval": [Interval(numbers.Integral, 1, None)],
         "covariance_type": [Options(*COVARIANCE_TYPES)],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -133,8 +136,9 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._dtype = inp.data.dtype
         self._ctype = covariance_type(self.covariance_type)
         self._check_parameters(inp.shape[1])
-        data = keep_in_memory(inp.data, inp.in_memory)
-        self._fit_loop(data, self._given_responsibilities(inp))
+        data = place(inp)
+        checkpoint = Checkpoint.of(self, inp)
+        self._fit_loop(data, self._given_responsibilities(inp), checkpoint)
         record_features(self, inp)
         return self
 
@@ -150,21 +154,38 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """
         return self.fit(X).predict(X)
 
-    def _fit_loop(self, X, given_resp):
-        """``n_init`` runs of the loop; the fitted attributes are set only at the end."""
+    def _fit_loop(self, X, given_resp, checkpoint=None):
+        """``n_init`` runs of the loop; the fitted attributes are set only at the end.
+
+        With a :class:`~bigclust._checkpoint.Checkpoint`, the state after every iteration is
+        saved, and a saved state is resumed from (the run under way, its parameters, the
+        best run so far, the seed)."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        seed = _random.seed_from(self.random_state)
-        best = None  # (lower bound, parameters, n_iter, lower bounds, converged)
-        for init in Progress(type(self).__name__, self.verbose).iterate(range(n_init)):
+        saved = checkpoint.load() if checkpoint else None
+        seed = saved["seed"] if saved else _random.seed_from(self.random_state)
+        best = saved["best"] if saved else None  # (lower bound, params, n_iter, bounds, conv.)
+
+        def save(init, state):  # this run's state and the best so far, read when called
+            checkpoint.save({"seed": seed, "init": init, "best": best, **state})
+
+        for init in Progress(type(self).__name__, self.verbose).iterate(
+            range(saved["init"] if saved else 0, n_init)
+        ):
             self._print_verbose_msg_init_beg(init)
-            if do_init:
-                with Progress("initialization"):
-                    self._initialize_parameters(X, seed, init, given_resp)
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            lower_bounds, converged, n_iter = [], False, 0
+            if saved and saved["init"] == init and saved["params"] is not None:
+                self._restore_parameters(saved["params"])  # this run was under way
+                lower_bound, lower_bounds = saved["lower_bound"], list(saved["lower_bounds"])
+                converged, n_iter = saved["converged"], saved["n_iter"]
+            else:
+                if do_init:
+                    with Progress("initialization"):
+                        self._initialize_parameters(X, seed, init, given_resp)
+                lower_bound = -np.inf if do_init else self.lower_bound_
+                lower_bounds, converged, n_iter = [], False, 0
             progress = Progress("iterations", total=self.max_iter, rows=X.shape[0])
-            for n_iter in progress.iterate(range(1, self.max_iter + 1)):
+            iterations = range(n_iter + 1, 0 if converged else self.max_iter + 1)
+            for n_iter in progress.iterate(iterations):
                 prev_lower_bound = lower_bound
                 stats = self._e_step(X)
                 self._m_step(stats)
@@ -173,15 +194,23 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 change = lower_bound - prev_lower_bound
                 progress.pass_done(n_iter, lower_bound=lower_bound, change=change)
                 self._print_verbose_msg_iter_end(n_iter, change)
-                if abs(change) < self.tol:
-                    converged = True
+                converged = abs(change) < self.tol
+                if checkpoint:
+                    state = {"params": self._get_parameters(), "n_iter": n_iter,
+                             "lower_bound": lower_bound, "lower_bounds": lower_bounds,
+                             "converged": converged}  # fmt: skip
+                    save(init, state)
+                if converged:
                     break
             if self.max_iter > 0:
                 self._print_verbose_msg_init_end(lower_bound, converged)
             run = (lower_bound, self._get_parameters(), n_iter, lower_bounds, converged)
             if best is None or _random.better(lower_bound, best[0]):
                 best = run
+            if checkpoint:  # this run is done: the next one starts from its initialization
+                save(init + 1, {"params": None})
         lower_bound, params, n_iter, lower_bounds, converged = best
+        lower_bounds = list(lower_bounds)
         if not converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
@@ -427,6 +456,10 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _get_parameters(self) -> Any: ...
+
+    def _restore_parameters(self, params: Any) -> None:
+        """Go on from parameters saved in a checkpoint (no fitted attribute is set)."""
+        self._params = params
 
     @abstractmethod
     def _set_parameters(self, params: Any) -> None: ...

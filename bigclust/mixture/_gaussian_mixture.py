@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigclust import _random
 from bigclust._input import read_input
+from bigclust._persist import ModelFileMixin
 from bigclust._random import Key
 from bigclust.mixture._base import BaseMixture
 from bigclust.mixture._covariance import estimate_gaussian_parameters
@@ -57,7 +58,7 @@ def _check_means(means, n_components, n_features):
     return means
 
 
-class GaussianMixture(BaseMixture):
+class GaussianMixture(ModelFileMixin, BaseMixture):
     """Gaussian mixture fitted by EM on data of any size, with scikit-learn's API.
 
     Every EM iteration is one pass over the data: each chunk's E-step (in log space, through
@@ -106,6 +107,12 @@ class GaussianMixture(BaseMixture):
         the chunks of each pass. See :func:`bigclust.set_progress` for the bars alone.
     verbose_interval : int, default=10
         Iterations between two progress messages.
+    checkpoint : str or PathLike, default=None
+        A directory (local path or fsspec URL) where the fit's full state is written
+        atomically after every EM iteration; the same fit started again with the same checkpoint
+        and data resumes from the last one and ends exactly as an uninterrupted fit. A
+        checkpoint from other data or parameters is refused
+        (:class:`bigclust.CheckpointMismatchError`).
 
     Attributes
     ----------
@@ -154,6 +161,7 @@ class GaussianMixture(BaseMixture):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        checkpoint=None,
     ):
         super().__init__(
             n_components=n_components,
@@ -171,6 +179,7 @@ class GaussianMixture(BaseMixture):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.checkpoint = checkpoint
 
     _parameter_constraints: ClassVar[dict] = {
         **BaseMixture._parameter_constraints,

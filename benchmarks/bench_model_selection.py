@@ -1,0 +1,128 @@
+"""Ten models in shared passes against the same ten fitted one after another.
+
+A Zarr store on local disk (zstd by default: every pass reads and decompresses every chunk).
+Shared passes save reads, not arithmetic, so they pay where a pass is I/O-bound: a store
+larger than the page cache, or in object storage. ``--cold`` (the default when this process
+may, as root) drops the page cache before every pass of both modes, so that every pass reads
+the disk as it would for such a store; ``--warm`` keeps it (compute-bound, the worst case
+for sharing). KMeans for k = 1..10
+(k-means|| init) and GaussianMixture for k = 1..10 (diag, k-means++ init), each fitted by
+:func:`bigclust.model_selection.sweep` and one after another; same process, same data, the
+results checked equal.
+
+    python -m benchmarks.bench_model_selection [--n-samples 4000000] [--codec zstd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+import warnings
+
+import dask
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+
+import bigclust
+from benchmarks._common import Row, machine_info, print_table, scratch
+from bigclust import driver
+from bigclust.datasets import make_blobs, write_zarr
+from bigclust.model_selection import sweep
+
+
+def drop_page_cache() -> bool:
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    return False
+
+
+def timed(fn):
+    dropped = drop_page_cache()
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out, dropped
+
+
+@contextlib.contextmanager
+def cold_passes(enabled: bool):
+    """Drop the page cache before every pass over the store (both modes alike)."""
+    if not enabled:
+        yield
+        return
+    original = driver._map_reduce_now
+
+    def cold(*args):
+        drop_page_cache()
+        return original(*args)
+
+    driver._map_reduce_now = cold
+    try:
+        yield
+    finally:
+        driver._map_reduce_now = original
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=4_000_000)
+    parser.add_argument("--n-features", type=int, default=16)
+    parser.add_argument("--codec", default="zstd", choices=["zstd", "none"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-iter", type=int, default=10)
+    parser.add_argument("--warm", action="store_true", help="keep the page cache between passes")
+    args = parser.parse_args(argv)
+    print(f"# bench_model_selection on {machine_info()}")
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    rows = []
+    cold = not args.warm and drop_page_cache()
+    with (
+        scratch("model-selection") as tmp,
+        dask.config.set(scheduler="threads"),
+        cold_passes(cold),
+    ):
+        path = tmp / "data.zarr"
+        X, _ = make_blobs(args.n_samples, args.n_features, centers=6, random_state=0)
+        write_zarr(X, path, codec=args.codec)
+        ks = range(1, 11)
+        cases = [
+            ("KMeans k=1..10", bigclust.KMeans(random_state=0, max_iter=args.max_iter),
+             {"n_clusters": ks}),
+            ("GaussianMixture diag k=1..10",
+             bigclust.GaussianMixture(covariance_type="diag", init_params="k-means++",
+                                      max_iter=args.max_iter, random_state=0),
+             {"n_components": ks}),
+        ]  # fmt: skip
+        for name, template, grid in cases:
+            shared, alone = [], []
+            for _ in range(args.repeats):
+                t, result, _ = timed(lambda t=template, g=grid: sweep(t, g, str(path)))
+                shared.append(t)
+
+                def one_after_another(t=template, g=grid):
+                    key, values = next(iter(g.items()))
+                    return [clone(t).set_params(**{key: v}).fit(str(path))
+                            for v in values]  # fmt: skip
+
+                t, models, _ = timed(one_after_another)
+                alone.append(t)
+                for a, b in zip(result.models, models, strict=True):
+                    left = getattr(a, "cluster_centers_", None)
+                    left = a.means_ if left is None else left
+                    right = getattr(b, "cluster_centers_", None)
+                    right = b.means_ if right is None else right
+                    assert np.array_equal(left, right), "shared passes changed a result"
+            note = f"{args.codec}, {'cold every pass' if cold else 'page cache warm'}"
+            rows.append(Row(name, float(np.median(shared)), float(np.median(alone)), "s", note))
+    print_table(
+        f"{args.n_samples:,} x {args.n_features} float32 Zarr store, medians of {args.repeats}",
+        rows,
+        peer_name="one after another",
+    )
+
+
+if __name__ == "__main__":
+    main()
