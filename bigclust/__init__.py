@@ -7,11 +7,12 @@ from bigclust._persist import ModelFileError, load, save, to_sklearn
 from bigclust._progress import set_progress
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.io import as_dask_array
-from bigclust.mixture import GaussianMixture
+from bigclust.mixture import BayesianGaussianMixture, GaussianMixture
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
     "CheckpointMismatchError",
     "GaussianMixture",
     "KMeans",

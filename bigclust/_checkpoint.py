@@ -138,7 +138,7 @@ def _unflatten(doc: Any, arrays: dict, types: dict) -> Any:
     if "array" in doc:
         return arrays[doc["array"]]
     if "items" in doc:
-        return [_unflatten(v, arrays, types) for v in doc["items"]]
+        return tuple(_unflatten(v, arrays, types) for v in doc["items"])
     if "dict" in doc:
         return {k: _unflatten(v, arrays, types) for k, v in doc["dict"].items()}
     cls = types.get(doc.get("type"))
@@ -185,7 +185,7 @@ class Checkpoint:
         """The state saved by a previous attempt of this fit, or None if there is none.
 
         ``types`` are the dataclasses and NamedTuples the state may hold (tuples and lists
-        come back as lists).
+        come back as tuples).
         """
         try:
             document, arrays = read_state(

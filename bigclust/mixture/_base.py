@@ -4,13 +4,16 @@
 parameter constraints, the input, ``n_init`` and ``warm_start``, the initial
 responsibilities (``init_params``), the loop and its convergence test, warnings, verbose
 output, and the per-row outputs (``predict``, ``predict_proba``, ``score_samples``,
-``score``). Every iteration is **one pass** over the data: the E-step kernel
+``score``) and ``sample``. Every iteration is **one pass** over the data: the E-step kernel
 (:func:`bigclust.mixture._kernels.e_step_stats`) returns the sufficient statistics of the
 responsibilities, tree-reduced by the driver; everything else runs on the client.
 
 A model supplies the hooks:
 
-- ``_check_parameters(n_features)``: its own parameters (initial values, priors),
+- ``_check_parameters(n_features)``: its own parameters (initial values, priors), before
+  any pass over the data,
+- ``_check_data_parameters(X)``: parameters whose defaults need the data (a variational
+  mixture's priors: one pass), once per ``fit``; nothing by default,
 - ``_initialize(stats, shift, n_samples)``: parameters from the initial responsibilities'
   statistics (or from given initial values),
 - ``_estimate_log_weights()`` and ``_estimate_log_prob_terms()``: what the E-step adds to
@@ -136,9 +139,11 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._dtype = inp.data.dtype
         self._ctype = covariance_type(self.covariance_type)
         self._check_parameters(inp.shape[1])
+        given_resp = self._given_responsibilities(inp)
         data = place(inp)
+        self._check_data_parameters(data)
         checkpoint = Checkpoint.of(self, inp)
-        self._fit_loop(data, self._given_responsibilities(inp), checkpoint)
+        self._fit_loop(data, given_resp, checkpoint)
         record_features(self, inp)
         return self
 
@@ -390,6 +395,39 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         total = map_reduce(_kernels.log_prob_sum, inp.data, params=self._model())
         return total / inp.shape[0]
 
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted mixture.
+
+        Draws come from a stream derived from ``random_state``: the same integer gives the
+        same samples.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features), float64
+        y : ndarray of shape (n_samples,), int64
+            Component of each sample, in increasing order as in scikit-learn.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
+                "least one sample."
+            )
+        weights, means, precisions_chol = self._gaussian()
+        rng = _random.generator(_random.seed_from(self.random_state), Key.MIXTURE_SAMPLE)
+        counts = rng.multinomial(n_samples, weights / weights.sum())
+        parts = [
+            self._ctype.sample(rng, means[k], precisions_chol, k, count)
+            for k, count in enumerate(counts)
+        ]
+        X = np.vstack(parts)
+        y = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        return X, y
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -434,6 +472,10 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _check_parameters(self, n_features: int) -> None: ...
+
+    def _check_data_parameters(self, X) -> None:
+        """Parameters whose defaults come from the data; run once per fit, before the first
+        initialisation (nothing here)."""
 
     @abstractmethod
     def _initialize(self, stats: GaussianStats | None, shift, n_samples: int) -> None: ...

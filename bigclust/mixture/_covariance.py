@@ -6,7 +6,9 @@ A mixture never branches on ``covariance_type``; it asks the type's object. Each
   :mod:`bigclust.mixture._kernels`), how their moments accumulate and unpack,
 - the E-step coefficients of a component given its precision Cholesky factor,
 - the M-step (covariances from shifted moments) and the Cholesky factors of the precisions,
-- parameter shapes, checks and counts (for ``bic``/``aic``), and sampling.
+- parameter shapes, checks and counts (for ``bic``/``aic``), and sampling,
+- for the variational (Bayesian) mixture: the data's default covariance prior, the check of a
+  given one, the Normal-Wishart M-step and the Wishart normalisation of the lower bound.
 
 Pure NumPy: the objects travel inside the kernels' parameters to the workers.
 
@@ -21,11 +23,13 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.special import gammaln
 
 __all__ = [
     "COVARIANCE_TYPES",
     "CovarianceType",
     "covariance_type",
+    "estimate_gaussian_moments",
     "estimate_gaussian_parameters",
     "singular_covariance_message",
 ]
@@ -168,6 +172,51 @@ class CovarianceType:
     def n_covariance_parameters(self, k: int, d: int) -> float:
         raise NotImplementedError
 
+    # -- variational mixture: priors, Normal-Wishart M-step, lower bound -------------------
+
+    def data_covariance(self, stats) -> np.ndarray | float:
+        """scikit-learn's default ``covariance_prior`` from the data's own moments.
+
+        ``stats`` holds one component that every row belongs to wholly (moments around a
+        data row, as every pass takes them); the result is ``np.cov(X.T)`` (full, tied),
+        ``np.var(X, axis=0, ddof=1)`` (diag) or its mean over features (spherical).
+        """
+        raise NotImplementedError
+
+    def check_covariance_prior(self, prior, d: int) -> np.ndarray | float:
+        """Validate a user-given ``covariance_prior`` (scikit-learn's messages)."""
+        raise NotImplementedError
+
+    def wishart_dof(self, dof_prior: float, nk: np.ndarray) -> np.ndarray | float:
+        """Posterior degrees of freedom (Bishop 10.63, corrected: ``nu_0 + N_k``)."""
+        return dof_prior + nk
+
+    def wishart_covariances(self, prior, nk, sk, diff, mean_precision_prior, mean_precision, dof):
+        """Posterior Wishart scale, normalised by the degrees of freedom (as scikit-learn).
+
+        ``sk``: the components' covariances (with ``reg_covar``); ``diff``: the components'
+        data means minus the mean prior (k, d); ``mean_precision``: the posterior ``beta_k``.
+        """
+        raise NotImplementedError
+
+    def log_wishart_norm(self, dof, precisions_chol: np.ndarray, d: int, k: int) -> float:
+        """Sum over components of ``log B(W, nu)`` of the lower bound, without its ``log pi``
+        term, for precisions normalised by ``dof`` (scikit-learn's ``_log_wishart_norm``)."""
+        log_det = self.log_det_cholesky(precisions_chol, d) - 0.5 * d * np.log(dof)
+        norm = -(
+            dof * log_det
+            + dof * d * 0.5 * np.log(2.0)
+            + gammaln(0.5 * (dof - np.arange(d)[:, None])).sum(axis=0)
+        )
+        return float(np.sum(norm))
+
+    def _check_positive_vector(self, prior, d: int) -> np.ndarray:
+        prior = _finite_array(prior, f"{self.name} covariance_prior")
+        _check_shape(prior, (d,), f"{self.name} covariance_prior")
+        if (prior <= 0.0).any():
+            raise ValueError(f"'{self.name} precision' should be positive")
+        return prior
+
     # -- sampling -----------------------------------------------------------------------------
 
     def sample(self, rng, mean: np.ndarray, precisions_chol: np.ndarray, component: int, count):
@@ -259,6 +308,25 @@ class _Full(CovarianceType):
     def _component_cholesky(self, precisions_chol, component):
         return precisions_chol[component]
 
+    def _data_second(self, stats):
+        return stats.second[0]
+
+    def data_covariance(self, stats):
+        n, first = stats.n_samples, stats.first[0]
+        return (self._data_second(stats) - np.outer(first, first) / n) / (n - 1)
+
+    def check_covariance_prior(self, prior, d):
+        prior = _finite_array(prior, f"{self.name} covariance_prior")
+        _check_shape(prior, (d, d), f"{self.name} covariance_prior")
+        if not np.allclose(prior, prior.T) or np.linalg.eigvalsh(prior).min() <= 0.0:
+            raise ValueError(f"'{self.name} precision' should be symmetric, positive-definite")
+        return prior
+
+    def wishart_covariances(self, prior, nk, sk, diff, mean_precision_prior, mean_precision, dof):
+        scale = nk * mean_precision_prior / mean_precision
+        spread = scale[:, None, None] * diff[:, :, None] * diff[:, None, :]
+        return (prior + nk[:, None, None] * sk + spread) / dof[:, None, None]
+
     def sample(self, rng, mean, precisions_chol, component, count):
         z = rng.standard_normal((count, mean.shape[0]))
         chol = self._component_cholesky(precisions_chol, component)
@@ -293,6 +361,21 @@ class _Tied(_Full):
     def _component_cholesky(self, precisions_chol, component):
         return precisions_chol
 
+    def _data_second(self, stats):
+        return stats.second
+
+    def wishart_dof(self, dof_prior, nk):
+        return dof_prior + nk.sum() / nk.shape[0]
+
+    def wishart_covariances(self, prior, nk, sk, diff, mean_precision_prior, mean_precision, dof):
+        k = nk.shape[0]
+        spread = ((nk / mean_precision) * diff.T) @ diff
+        return (prior + sk * nk.sum() / k + mean_precision_prior / k * spread) / dof
+
+    def log_wishart_norm(self, dof, precisions_chol, d, k):
+        # One shared precision, counted once per component as scikit-learn does.
+        return k * super().log_wishart_norm(dof, precisions_chol, d, k)
+
 
 class _Diag(CovarianceType):
     name = "diag"
@@ -326,6 +409,17 @@ class _Diag(CovarianceType):
 
     def n_covariance_parameters(self, k, d):
         return k * d
+
+    def data_covariance(self, stats):
+        n, first = stats.n_samples, stats.first[0]
+        return (stats.second[0] - first**2 / n) / (n - 1)
+
+    def check_covariance_prior(self, prior, d):
+        return self._check_positive_vector(prior, d)
+
+    def wishart_covariances(self, prior, nk, sk, diff, mean_precision_prior, mean_precision, dof):
+        ratio = (mean_precision_prior / mean_precision)[:, None]
+        return (prior + nk[:, None] * (sk + ratio * diff**2)) / dof[:, None]
 
 
 class _Spherical(CovarianceType):
@@ -366,6 +460,23 @@ class _Spherical(CovarianceType):
     def n_covariance_parameters(self, k, d):
         return k
 
+    def data_covariance(self, stats):
+        n, first = stats.n_samples, stats.first[0]
+        return float((stats.second[0] - first @ first / n) / (n - 1) / first.shape[0])
+
+    def check_covariance_prior(self, prior, d):
+        value = np.asarray(prior, dtype=np.float64)
+        if value.ndim != 0 or not np.isfinite(value) or value <= 0.0:
+            raise ValueError(
+                f"The parameter 'spherical covariance_prior' should be a positive float, but got "
+                f"{prior!r}"
+            )
+        return float(value)
+
+    def wishart_covariances(self, prior, nk, sk, diff, mean_precision_prior, mean_precision, dof):
+        spread = mean_precision_prior / mean_precision * (diff**2).mean(axis=1)
+        return (prior + nk * (sk + spread)) / dof
+
 
 _TYPES = {t.name: t for t in (_Full(), _Tied(), _Diag(), _Spherical())}
 
@@ -383,12 +494,32 @@ def covariance_type(name: str) -> CovarianceType:
     return found
 
 
-def estimate_gaussian_parameters(stats, shift, reg_covar, ctype: CovarianceType, eps):
-    """``(nk, means, covariances)`` from statistics taken around ``shift``.
+def estimate_gaussian_moments(stats, reg_covar, ctype: CovarianceType, eps):
+    """``(nk, m, covariances)`` with ``m`` the means relative to the statistics' shift.
 
     scikit-learn's formulas applied to the shifted data (``nk = N_k + 10 eps``), so the
     result does not depend on where the data sit.
     """
     nk = stats.resp_sum + 10 * eps
     m = stats.first / nk[:, None]
-    return nk, shift + m, ctype.covariances(stats, nk, m, reg_covar)
+    return nk, m, ctype.covariances(stats, nk, m, reg_covar)
+
+
+def estimate_gaussian_parameters(stats, shift, reg_covar, ctype: CovarianceType, eps):
+    """``(nk, means, covariances)`` from statistics taken around ``shift``."""
+    nk, m, covariances = estimate_gaussian_moments(stats, reg_covar, ctype, eps)
+    return nk, shift + m, covariances
+
+
+def _check_shape(param: np.ndarray, shape: tuple, name: str) -> None:
+    if param.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {param.shape}"
+        )
+
+
+def _finite_array(value, name: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"The parameter '{name}' contains NaN or infinity.")
+    return array

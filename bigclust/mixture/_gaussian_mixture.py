@@ -9,16 +9,12 @@ this module supplies EM's M-step (through the covariance type's object), its low
 from __future__ import annotations
 
 import math
-import numbers
 from typing import ClassVar
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from bigclust import _random
 from bigclust._input import read_input
 from bigclust._persist import ModelFileMixin
-from bigclust._random import Key
 from bigclust.mixture._base import BaseMixture
 from bigclust.mixture._covariance import estimate_gaussian_parameters
 from bigclust.mixture._kernels import GaussianStats
@@ -268,7 +264,7 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
         self.precisions_cholesky_ = precisions_chol.astype(dtype)
         self.precisions_ = self._ctype.precisions_from_cholesky(precisions_chol).astype(dtype)
 
-    # -- model size, information criteria, sampling --------------------------------------------
+    # -- model size, information criteria --------------------------------------------------
 
     def _n_parameters(self) -> int:
         _, d = self.means_.shape
@@ -301,36 +297,3 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
         aic : float
         """
         return -2 * self.score(X) * read_input(X).shape[0] + 2 * self._n_parameters()
-
-    def sample(self, n_samples=1):
-        """Draw samples from the fitted mixture.
-
-        Draws come from a stream derived from ``random_state``: the same integer gives the
-        same samples.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features), float64
-        y : ndarray of shape (n_samples,), int64
-            Component of each sample, in increasing order as in scikit-learn.
-        """
-        check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
-                "least one sample."
-            )
-        weights, means, precisions_chol = self._gaussian()
-        rng = _random.generator(_random.seed_from(self.random_state), Key.MIXTURE_SAMPLE)
-        counts = rng.multinomial(n_samples, weights / weights.sum())
-        parts = [
-            self._ctype.sample(rng, means[k], precisions_chol, k, count)
-            for k, count in enumerate(counts)
-        ]
-        X = np.vstack(parts)
-        y = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        return X, y

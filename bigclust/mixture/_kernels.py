@@ -108,13 +108,16 @@ class GaussianStats(NamedTuple):
 class InitResp(NamedTuple):
     """Responsibilities of an initialisation pass, generated inside each chunk.
 
-    kind : {"random", "rows", "centers", "given"}
+    kind : {"random", "rows", "centers", "given", "data"}
         ``"random"``: uniform draws normalised per row, from the row-keyed stream
         ``(seed, key)`` (any chunking gives the same numbers); ``"rows"``: one-hot for the
         global rows ``rows`` (sorted) to components ``components``, zero elsewhere (as
         scikit-learn's ``random_from_data`` and ``k-means++``); ``"centers"``: one-hot to the
         nearest of ``centers`` (the labels of a k-means fit); ``"given"``: the chunk's rows
-        of a responsibilities array aligned with the data (passed to the kernel with it).
+        of a responsibilities array aligned with the data (passed to the kernel with it);
+        ``"data"``: every row wholly in one component (``n_components=1``), so the
+        statistics are the data's own count and moments around ``shift`` (the
+        data-dependent priors of a variational mixture).
     """
 
     kind: str
@@ -291,6 +294,8 @@ def _init_resp_t(init: InitResp, lo: int, hi: int) -> np.ndarray | None:
     from bigclust import _random
 
     k = init.n_components
+    if init.kind == "data":
+        return np.ones((k, hi - lo))
     if init.kind == "random":
         draws = _random.rows_random(
             init.seed, init.key, lo, hi, lambda rng, m: rng.uniform(size=(m, k))
