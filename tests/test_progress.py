@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.std import tqdm
 
 import bigclust
-from bigclust import GaussianMixture, KMeans, MiniBatchKMeans, _progress
+from bigclust import BayesianGaussianMixture, GaussianMixture, KMeans, MiniBatchKMeans, _progress
 
 N, D, K, CHUNK = 2_000, 3, 3, 250
 N_CHUNKS = N // CHUNK
@@ -146,6 +146,17 @@ def test_every_estimator_reports_each_pass_on_each_scheduler(X, init, sched, cap
     assert segments and segments[-1].step == mb.n_steps_
     (bar,) = bars("MiniBatchKMeans")
     assert bar.updates == len(segments) and bar.was_closed
+
+
+def test_bayesian_mixture_reports_through_the_mixture_base(X, caplog, bars):
+    caplog.set_level(logging.INFO, logger="bigclust")
+    bgm = BayesianGaussianMixture(n_components=K, max_iter=3, tol=0, random_state=0, verbose=1)
+    with pytest.warns(ConvergenceWarning):
+        bgm.fit(X)
+    iterations = records(caplog, "BayesianGaussianMixture iterations")
+    assert [r.lower_bound for r in iterations] == bgm.lower_bounds_
+    (bar,) = bars("BayesianGaussianMixture iterations")
+    assert bar.updates == bgm.n_iter_ == 3 and bar.was_closed
 
 
 # --- the initialization -------------------------------------------------------------------------
