@@ -4,6 +4,7 @@ from bigclust import metrics, model_selection
 from bigclust._checkpoint import CheckpointMismatchError
 from bigclust._percentile import percentile
 from bigclust._persist import ModelFileError, load, save, to_sklearn
+from bigclust._progress import set_progress
 from bigclust.cluster import KMeans, MiniBatchKMeans
 from bigclust.datasets import write_zarr
 from bigclust.io import as_dask_array
@@ -25,6 +26,7 @@ __all__ = [
     "model_selection",
     "percentile",
     "save",
+    "set_progress",
     "to_sklearn",
     "write_zarr",
 ]

@@ -38,6 +38,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from bigclust import _progress
 from bigclust._blas import single_blas_thread
 from bigclust._errors import NonFiniteInputError, NonFiniteRow
 from bigclust._rows import first_nonfinite_row
@@ -282,11 +283,36 @@ def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every)
         kernel, check_finite, _chunks_of(X), aligned_data, shared, offsets, split_every
     )
     with _blas_limited(), scheduler_errors(active_client()):
-        (result,) = dask.compute(total)
+        result = _compute_tree(total, len(offsets) - 1)
     if result.bad is not None:
         row, lo, hi = result.bad
         raise NonFiniteInputError(what, row, (lo, hi))
     return result.stats
+
+
+def _compute_tree(total: Delayed, n_chunks: int) -> Any:
+    """Compute a pass's tree; with chunk-level progress on (``verbose>=2``), report each
+    kernel task (level 0 of the tree) as it ends: through a dask callback on the local
+    schedulers, through futures of the kernel tasks on a distributed client (submitted with
+    the root as one graph: the tree is the same, the scheduler only keeps the kernels' small
+    results until the pass ends)."""
+    watch = _progress.watch_chunks(n_chunks)
+    if watch is None:
+        (result,) = dask.compute(total)
+        return result
+    name = total.key[0]
+    try:
+        client = active_client()
+        if client is None:
+            with watch.local(lambda key: isinstance(key, tuple) and key[:2] == (name, 0)):
+                (result,) = dask.compute(total)
+            return result
+        kernels = [Delayed((name, 0, i), total.dask, layer=name) for i in range(n_chunks)]
+        root, *futures = client.compute([total, *kernels])
+        watch.follow(futures)
+        return root.result()
+    finally:
+        watch.close()
 
 
 # --- shared passes ---------------------------------------------------------------------------

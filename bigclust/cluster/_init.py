@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans as _SkKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from bigclust import _random
+from bigclust._progress import Progress
 from bigclust._random import Key
 from bigclust.cluster import _kernels as kern
 from bigclust.driver import chunk_totals, map_reduce, read_block, take_rows
@@ -122,7 +123,8 @@ def kmeans_parallel(
     first = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, Key.FIRST_CENTER))
     candidates = _rows_of(X, first)
     oversampling = oversampling_factor * n_clusters
-    for r in range(rounds):
+    progress = Progress("k-means||", total=rounds, unit="round", rows=X.shape[0])
+    for r in progress.iterate(range(rounds)):
         sampled = map_reduce(
             kern.parallel_round_chunk,
             X,
@@ -133,6 +135,7 @@ def kmeans_parallel(
             break
         order = np.argsort(sampled.rows)
         candidates = np.vstack([candidates, sampled.points[order]])
+        progress.pass_done(candidates=len(candidates), cost=sampled.cost)
     weights = map_reduce(
         kern.nearest_weights_chunk, X, *aligned, params=candidates, check_finite=False
     )
@@ -185,7 +188,8 @@ def kmeans_plusplus_greedy(
     centers = _rows_of(X, rows)
     # A duplicate "trial" for the first pass: it changes no distance.
     pending, pending_rows = centers[:1], rows[:1]
-    for step in range(n_clusters):
+    progress = Progress("k-means++", total=n_clusters, unit="center", rows=X.shape[0])
+    for step in progress.iterate(range(n_clusters)):
         stats = map_reduce(
             kern.plusplus_chunk,
             X,
@@ -196,6 +200,7 @@ def kmeans_plusplus_greedy(
         if step > 0:
             centers = np.vstack([centers, pending[best]])
             rows = np.append(rows, pending_rows[best])
+        progress.pass_done(centers=len(centers), potential=float(stats.potential[best]))
         if len(centers) == n_clusters:
             break
         pending, pending_rows = stats.points[best], stats.rows[best]

@@ -13,6 +13,7 @@ from bigclust._checkpoint import Checkpoint
 from bigclust._input import check_min_samples, read_input, read_sample_weight, record_features
 from bigclust._params import Interval, validate_params
 from bigclust._persist import ModelFileMixin
+from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
@@ -53,7 +54,10 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         Convergence when the squared center shift summed over centers is at most
         ``tol`` times the mean per-feature variance of ``X`` (as in scikit-learn).
     verbose : int, default=0
-        Print the inertia of each iteration.
+        From 1: print the inertia of each iteration (as scikit-learn does), show a progress
+        bar over the passes (initialization rounds, then iterations) and log a record per
+        pass on the ``bigclust.progress`` logger; from 2, also a bar over the chunks of each
+        pass. See :func:`bigclust.set_progress` to show or hide the bars alone.
     random_state : int, RandomState instance or Generator, default=None
         Seeds every random choice. The same int gives the same centers for any chunking,
         scheduler or worker count.
@@ -156,7 +160,8 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         best = saved["best"] if saved else None  # (inertia, centers, n_iter)
         # The variance-scaled tol, computed by the first pass of the first run.
         self._tol = saved["tol"] if saved else None
-        for run in range(saved["run"] if saved else 0, self._n_runs()):
+        runs = range(saved["run"] if saved else 0, self._n_runs())
+        for run in Progress("KMeans", self.verbose).iterate(runs):
 
             def save(state, run=run):  # this run's state and the best so far, read when called
                 document = {"seed": seed, "tol": self._tol, "best": best, "run": run}  # noqa: B023
@@ -209,8 +214,11 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         iterations, and whether they had ``converged``); ``save(state)`` after every
         iteration. Returns (centers, inertia, n_iter)."""
         aligned = () if weights is None else (weights,)
+        progress = Progress("Lloyd", total=self.max_iter, rows=X.shape[0])
         centers, i = start["centers"], start["iteration"] - 1
-        for i in range(start["iteration"], 0 if start["converged"] else self.max_iter):
+        for i in progress.iterate(
+            range(start["iteration"], 0 if start["converged"] else self.max_iter)
+        ):
             params = kern.LloydParams(centers, with_inertia=bool(self.verbose))
             if self._tol is None:
                 shift = centers.mean(axis=0)
@@ -222,20 +230,23 @@ class KMeans(ModelFileMixin, CentroidEstimator):
                 chunk_kernel = kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk
                 stats = map_reduce(chunk_kernel, X, *aligned, params=params)
             if self.verbose:
-                print(f"Iteration {i}, inertia {stats.inertia}.")
+                echo(f"Iteration {i}, inertia {stats.inertia}.")
             new_centers = self._new_centers(stats, centers, X, aligned)
             center_shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
+            progress.pass_done(
+                i, inertia=stats.inertia if params.with_inertia else None, center_shift=center_shift
+            )
             if save is not None:
                 converged = center_shift == 0 or center_shift <= self._tol
                 save({"centers": centers, "iteration": i + 1, "converged": converged})
             if center_shift == 0:  # labels unchanged: scikit-learn's strict convergence
                 if self.verbose:
-                    print(f"Converged at iteration {i}: strict convergence.")
+                    echo(f"Converged at iteration {i}: strict convergence.")
                 break
             if center_shift <= self._tol:
                 if self.verbose:
-                    print(
+                    echo(
                         f"Converged at iteration {i}: center shift {center_shift} within "
                         f"tolerance {self._tol}."
                     )

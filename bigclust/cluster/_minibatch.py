@@ -22,6 +22,7 @@ from bigclust._input import (
 )
 from bigclust._params import Interval, validate_params
 from bigclust._persist import ModelFileMixin
+from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust._rows import first_nonfinite_row
 from bigclust.cluster import _init
@@ -101,7 +102,9 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
     batch_size : int, default=1024
         Rows per batch in :meth:`fit`.
     verbose : int, default=0
-        Print progress after every segment.
+        From 1: print progress after every segment, show a progress bar over the segments
+        and log a record per segment on the ``bigclust.progress`` logger. See
+        :func:`bigclust.set_progress` to show or hide the bar alone.
     compute_labels : bool, default=True
         At the end of :meth:`fit`, assign every row (one pass over the data) for ``labels_``
         and ``inertia_``. In :meth:`partial_fit`, assign the batch.
@@ -288,7 +291,7 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
                 return centers
             _, inertia = mbk.labels_inertia(*pick(validation), centers)
             if self.verbose:
-                print(f"Inertia for init {r + 1}/{self._n_init}: {inertia}")
+                echo(f"Inertia for init {r + 1}/{self._n_init}: {inertia}")
             if _random.better(inertia, best_inertia, larger=False):
                 best, best_inertia = centers, inertia
         return best
@@ -324,7 +327,8 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
             state, done = saved["state"], saved["pieces"]
         else:
             seed = _random.seed_from(self.random_state)
-            centers = self._fit_init(data, weights, seed)
+            with Progress("MiniBatchKMeans initialization", self.verbose):
+                centers = self._fit_init(data, weights, seed)
             shift = kern.origin_shift(centers, data.dtype)
             state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
             done = 0
@@ -377,8 +381,16 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
             prepare=mbk.shuffle_segment,
             prefetch=2,  # a segment's read and shuffle can take longer than its steps
         )
+        # Segments to fold, about: max_steps * bs rows, n_segments per n rows.
+        progress = Progress(
+            "MiniBatchKMeans",
+            self.verbose,
+            total=math.ceil(max_steps * bs * n_segments / n),
+            unit="segment",
+            rows=seg,
+        )
         with contextlib.closing(folds):
-            for state in folds:
+            for state in progress.iterate(folds):
                 done += 1
                 if state.bad_row is not None:
                     lo = state.bad_row // seg * seg
@@ -386,13 +398,18 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
                 if checkpoint:
                     save(state, done)
                 if self.verbose:
-                    print(
+                    echo(
                         f"Minibatch step {state.step}/{max_steps}: mean batch inertia "
                         f"{state.last_batch_inertia / bs}, ewa inertia {state.ewa_inertia}"
                     )
+                progress.pass_done(
+                    step=state.step,
+                    batch_inertia=state.last_batch_inertia / bs,
+                    ewa_inertia=state.ewa_inertia,
+                )
                 if state.stopped is not None:
                     if self.verbose and state.stopped.startswith("converged"):
-                        print(f"Converged ({state.stopped}) at step {state.step}/{max_steps}")
+                        echo(f"Converged ({state.stopped}) at step {state.step}/{max_steps}")
                     break
 
         self.cluster_centers_ = mbk.unshifted(state.centers, shift)

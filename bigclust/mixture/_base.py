@@ -48,6 +48,7 @@ from bigclust._input import (
     record_features,
 )
 from bigclust._params import Interval, Options, validate_params
+from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.driver import map_reduce, map_rows, place, take_rows
@@ -173,7 +174,9 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         def save(init, state):  # this run's state and the best so far, read when called
             checkpoint.save({"seed": seed, "init": init, "best": best, **state})
 
-        for init in range(saved["init"] if saved else 0, n_init):
+        for init in Progress(type(self).__name__, self.verbose).iterate(
+            range(saved["init"] if saved else 0, n_init)
+        ):
             self._print_verbose_msg_init_beg(init)
             if saved and saved["init"] == init and saved["params"] is not None:
                 self._restore_parameters(saved["params"])  # this run was under way
@@ -181,16 +184,20 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 converged, n_iter = saved["converged"], saved["n_iter"]
             else:
                 if do_init:
-                    self._initialize_parameters(X, seed, init, given_resp)
+                    with Progress("initialization"):
+                        self._initialize_parameters(X, seed, init, given_resp)
                 lower_bound = -np.inf if do_init else self.lower_bound_
                 lower_bounds, converged, n_iter = [], False, 0
-            for n_iter in range(n_iter + 1, 0 if converged else self.max_iter + 1):  # noqa: B020
+            progress = Progress("iterations", total=self.max_iter, rows=X.shape[0])
+            iterations = range(n_iter + 1, 0 if converged else self.max_iter + 1)
+            for n_iter in progress.iterate(iterations):
                 prev_lower_bound = lower_bound
                 stats = self._e_step(X)
                 self._m_step(stats)
                 lower_bound = self._compute_lower_bound(stats)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - prev_lower_bound
+                progress.pass_done(n_iter, lower_bound=lower_bound, change=change)
                 self._print_verbose_msg_iter_end(n_iter, change)
                 converged = abs(change) < self.tol
                 if checkpoint:
@@ -430,16 +437,16 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _print_verbose_msg_init_beg(self, n_init):
         if self.verbose >= 1:
-            print(f"Initialization {n_init}")
+            echo(f"Initialization {n_init}")
             self._init_prev_time = self._iter_prev_time = time()
 
     def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
         if n_iter % self.verbose_interval == 0:
             if self.verbose == 1:
-                print(f"  Iteration {n_iter}")
+                echo(f"  Iteration {n_iter}")
             elif self.verbose >= 2:
                 now = time()
-                print(
+                echo(
                     f"  Iteration {n_iter}\t time lapse {now - self._iter_prev_time:.5f}s\t "
                     f"ll change {diff_ll:.5f}"
                 )
@@ -448,10 +455,10 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _print_verbose_msg_init_end(self, lb, converged):
         message = "converged" if converged else "did not converge"
         if self.verbose == 1:
-            print(f"Initialization {message}.")
+            echo(f"Initialization {message}.")
         elif self.verbose >= 2:
             lapse = time() - self._init_prev_time
-            print(f"Initialization {message}. time lapse {lapse:.5f}s\t lower bound {lb:.5f}.")
+            echo(f"Initialization {message}. time lapse {lapse:.5f}s\t lower bound {lb:.5f}.")
 
     # -- what a model supplies ----------------------------------------------------------------
 

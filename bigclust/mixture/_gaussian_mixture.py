@@ -98,6 +98,9 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
         Start the next ``fit`` from the current parameters (``n_init`` is then ignored).
     verbose : int, default=0
         Print progress: 1 per initialisation, 2 also per ``verbose_interval`` iterations.
+        From 1, also a progress bar over the iterations (and the initialization's passes)
+        and a record per iteration on the ``bigclust.progress`` logger; from 2, a bar over
+        the chunks of each pass. See :func:`bigclust.set_progress` for the bars alone.
     verbose_interval : int, default=10
         Iterations between two progress messages.
     checkpoint : str or PathLike, default=None
