@@ -261,16 +261,18 @@ def test_compiled_labels_inertia_matches_numpy(blobs, dtype):
     assert fast[1] == pytest.approx(ref[1], rel=1e-12)
 
 
-def test_compiled_passes_load_after_enough_work(monkeypatch):
+def test_compiled_passes_follow_the_call_alone(monkeypatch):
+    # The same call always takes the same path, whatever ran before in the process: a rerun
+    # (or a resumed fit) gives the same bits.
     monkeypatch.setattr(kern, "USE_COMPILED", None)
-    monkeypatch.setattr(kern, "_work_done", {})
-    monkeypatch.setattr(kern, "COMPILED_AFTER_ELEMENTS", 1000)
-    assert kern.compiled_passes("lloyd", np.float32, 600) is None
-    assert kern.compiled_passes("lloyd", np.float64, 600) is None  # counted per dtype
-    assert kern.compiled_passes("lloyd", np.float32, 600) is None
-    assert kern.compiled_passes("lloyd", np.float32, 1) is _fused
+    monkeypatch.setattr(kern, "COMPILED_MIN_ELEMENTS", {"lloyd": 1000, "minibatch": 100})
+    for _ in range(3):
+        assert kern.compiled_passes("lloyd", np.float32, 999) is None
+        assert kern.compiled_passes("lloyd", np.float64, 1000) is _fused
+        assert kern.compiled_passes("minibatch", np.float32, 100) is _fused
+        assert kern.compiled_passes("minibatch", np.float32, 99) is None
     monkeypatch.setattr(kern, "USE_COMPILED", False)
-    assert kern.compiled_passes("lloyd", np.float32, 1) is None
+    assert kern.compiled_passes("lloyd", np.float32, 10**9) is None
 
 
 # --- the reported inertia is exact --------------------------------------------------------------

@@ -111,32 +111,29 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
 
 # --- compiled passes --------------------------------------------------------------------
 
-#: Distance-matrix elements (rows x centers) that the kernels of one kind and dtype work
-#: through in NumPy in a process before they load the compiled passes of
-#: :mod:`bigclust.cluster._fused`. Loading costs 0.25 s in a fresh process when numba's disk
-#: cache is warm (0.15 s in a Dask worker), 0.4-1 s per kind and dtype when it must compile
-#: (``benchmarks.bench_kmeans --parts compile``); the compiled passes save about 0.8 ns per
-#: element (k=64). 2**26 elements take ~0.2 s in NumPy: small fits never pay the load, large
-#: ones switch within their first pass.
-COMPILED_AFTER_ELEMENTS = 1 << 26
+#: Distance-matrix elements (rows x centers) from which one kernel call of each kind uses the
+#: compiled passes of :mod:`bigclust.cluster._fused`. Loading them costs 0.25 s in a fresh
+#: process when numba's disk cache is warm (0.15 s in a Dask worker), 0.4-1 s per kind and
+#: dtype when it must compile (``benchmarks.bench_kmeans --parts compile``); they save about
+#: 0.8 ns per element (k=64). The rule depends on the call alone, never on what the process
+#: did before, so a rerun (or a resumed fit) takes the same path and gives the same bits: a
+#: Lloyd chunk of 4M elements (16 MiB of 32 float32 columns, k >= 32) or a mini-batch step of
+#: 64k (1,024 rows, k >= 64) uses them; the notebook's small fits never load numba.
+COMPILED_MIN_ELEMENTS = {"lloyd": 1 << 22, "minibatch": 1 << 16}
 
 #: ``None``: the rule above; ``True``/``False``: always/never the compiled passes. Set from
 #: the environment variable ``BIGCLUST_COMPILED=1``/``0`` (inherited by worker processes).
 USE_COMPILED: bool | None = {"1": True, "0": False}.get(os.environ.get("BIGCLUST_COMPILED", ""))
 
-_work_done: dict = {}
 _compiled_lock = threading.Lock()
 
 
 def compiled_passes(kind: str, dtype, elements: int):
     """The module of compiled passes if a kernel of ``kind`` about to process ``elements``
-    distance-matrix elements of ``dtype`` should use it, else ``None`` (NumPy reference)."""
+    distance-matrix elements should use it, else ``None`` (NumPy reference)."""
     if USE_COMPILED is not None:
         return _fused_module() if USE_COMPILED else None
-    key = (kind, np.dtype(dtype).char)
-    done = _work_done.get(key, 0)
-    if done < COMPILED_AFTER_ELEMENTS:
-        _work_done[key] = done + elements  # races only delay the switch by a call
+    if elements < COMPILED_MIN_ELEMENTS[kind]:
         return None
     return _fused_module()
 
