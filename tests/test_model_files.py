@@ -127,6 +127,35 @@ def test_loaded_minibatch_continues_partial_fit_as_the_saved_one(fitted, tmp_pat
     assert loaded.n_steps_ == original.n_steps_
 
 
+def test_loaded_bgmm_with_given_priors_continues_a_warm_start_fit_as_the_saved_one(tmp_path):
+    import copy
+
+    data = X.astype(np.float32)
+    model = BayesianGaussianMixture(
+        n_components=3,
+        covariance_type="diag",
+        mean_prior=np.zeros(3),
+        covariance_prior=np.full(3, 2.0),
+        max_iter=3,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(data)
+    save(model, tmp_path / "m")
+    assert (tmp_path / "m" / "param.covariance_prior.npy").exists()
+    loaded = load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.covariance_prior, model.covariance_prior)
+    original = copy.deepcopy(model)
+    for m in (original, loaded):
+        m.set_params(warm_start=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(data)
+    np.testing.assert_array_equal(loaded.means_, original.means_)
+    assert loaded.lower_bound_ == original.lower_bound_
+
+
 def test_array_parameters_are_saved_as_npy(tmp_path):
     init = X[:4].copy()
     model = KMeans(4, init=init, n_init=1).fit(X)
