@@ -4,7 +4,7 @@ One :class:`Declaration` per estimator in :data:`ESTIMATORS`: its fitted arrays 
 shapes (in terms of ``n_features_in_`` ``d``, the number of clusters or components ``k`` and
 the parameters, e.g. ``covariance_type``) and dtypes, its fitted scalars, the private state
 that predict and ``partial_fit`` continue from, and how to build the equivalent fitted
-scikit-learn estimator. A new estimator (BayesianGaussianMixture) joins with one row.
+scikit-learn estimator. A new estimator joins with one row.
 Only classes listed here are ever instantiated from a model file.
 """
 
@@ -67,6 +67,23 @@ def _covariance_shape(params, k, d):
     }[params["covariance_type"]]
 
 
+def _covariance_prior_shape(params, k, d):
+    # The Wishart scale prior: a matrix for "full" and "tied", variances for "diag", one
+    # variance for "spherical" (saved as a 0-d array).
+    return {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[
+        params["covariance_type"]
+    ]
+
+
+def _dof_shape(params, k, d):
+    return () if params["covariance_type"] == "tied" else (k,)
+
+
+def _weight_concentration_shape(params, k, d):
+    # The stick-breaking prior's (a, b) Beta parameters are saved stacked as one (2, k) array.
+    return (2, k) if params["weight_concentration_prior_type"] == "dirichlet_process" else (k,)
+
+
 # -- private state -------------------------------------------------------------------------
 
 _MBK_STATE = {  # MiniBatchKMeans: where partial_fit goes on from
@@ -127,6 +144,58 @@ def _set_gmm_state(model, state):
         model._params = tuple(
             np.asarray(getattr(model, f"{name}_"), np.float64) for name in _GMM_PARAMS
         )
+
+
+_BGMM_PARAMS = (  # BayesianGaussianMixture._params, in order
+    "weight_concentration",
+    "mean_precision",
+    "means",
+    "degrees_of_freedom",
+    "covariances",
+    "precisions_cholesky",
+)
+#: The members of ``_params`` whose public attributes are in the data's dtype (the others
+#: are the float64 arrays themselves): saved as state so a float32 model predicts exactly.
+_BGMM_STATE = ("means", "covariances", "precisions_cholesky")
+
+
+def _get_bgmm_state(model):
+    params = getattr(model, "_params", None)
+    if params is None:
+        return {}
+    state = {
+        f"params_{name}": np.asarray(p, np.float64)
+        for name, p in zip(_BGMM_PARAMS, params, strict=True)
+        if name in _BGMM_STATE
+    }
+    state["dtype"] = np.dtype(model._dtype).name
+    return state
+
+
+def _set_bgmm_state(model, state):
+    from bigclust.mixture._bayesian_mixture import _WEIGHT_PRIORS
+    from bigclust.mixture._covariance import covariance_type
+
+    # Back to the types fit gives: the Beta parameters as a tuple, 0-d arrays as scalars.
+    concentration = model.weight_concentration_
+    if model.weight_concentration_prior_type == "dirichlet_process":
+        concentration = (concentration[0].copy(), concentration[1].copy())
+    model.weight_concentration_ = concentration
+    if model.covariance_type == "tied":
+        model.degrees_of_freedom_ = np.float64(model.degrees_of_freedom_)
+    if model.covariance_type == "spherical":
+        model.covariance_prior_ = float(model.covariance_prior_)
+    model._dtype = np.dtype(state.get("dtype", model.means_.dtype.name))
+    model._ctype = covariance_type(model.covariance_type)
+    model._weight_prior = _WEIGHT_PRIORS[model.weight_concentration_prior_type]
+    # weight_concentration_, mean_precision_ and degrees_of_freedom_ are _params' own
+    # float64 values; the others come from the state (or, without it, from the public ones).
+    model._params = tuple(
+        state.get(f"params_{name}", np.asarray(getattr(model, f"{name}_"), np.float64))
+        if name in _BGMM_STATE
+        else getattr(model, f"{name}_")
+        for name in _BGMM_PARAMS
+    )
 
 
 # -- scikit-learn equivalents --------------------------------------------------------------
@@ -212,6 +281,42 @@ def _sklearn_gaussian_mixture(model):
     return sk
 
 
+_BGMM_FITTED = (
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_",
+    "precisions_cholesky_",
+    "weight_concentration_",
+    "mean_precision_",
+    "degrees_of_freedom_",
+    "mean_prior_",
+    "covariance_prior_",
+    "degrees_of_freedom_prior_",
+    "mean_precision_prior_",
+    "weight_concentration_prior_",
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    "lower_bounds_",
+)
+
+
+def _sklearn_bayesian_mixture(model):
+    from sklearn.mixture import BayesianGaussianMixture
+
+    # Its per-row outputs need only the fitted attributes (no fit): they are ours, copied.
+    params = _sklearn_params(model, BayesianGaussianMixture)
+    if not isinstance(params.get("init_params"), str):  # responsibilities scikit-learn lacks
+        params.pop("init_params", None)
+    sk = BayesianGaussianMixture(**params)
+    _fitted_like(sk, model, _BGMM_FITTED)
+    if isinstance(sk.weight_concentration_, tuple):
+        sk.weight_concentration_ = tuple(a.copy() for a in sk.weight_concentration_)
+    sk.n_features_in_ = model.n_features_in_
+    return sk
+
+
 def _import(module, name):
     def get():
         return getattr(importlib.import_module(module), name)
@@ -278,6 +383,37 @@ ESTIMATORS: dict[str, Declaration] = {
         state_scalars={"dtype": str},
         get_state=_get_gmm_state,
         set_state=_set_gmm_state,
+    ),
+    "BayesianGaussianMixture": Declaration(
+        command="bgmm",
+        estimator=_import("bigclust.mixture", "BayesianGaussianMixture"),
+        k_param="n_components",
+        dtype_from="means_",
+        arrays={
+            **_GMM_ARRAYS,
+            "weight_concentration_": (_weight_concentration_shape, "float64"),
+            "mean_precision_": (_k, "float64"),
+            "degrees_of_freedom_": (_dof_shape, "float64"),
+            "mean_prior_": (_d, "float64"),
+            "covariance_prior_": (_covariance_prior_shape, "float64"),
+        },
+        scalars={
+            "converged_": bool,
+            "n_iter_": int,
+            "lower_bound_": float,
+            "lower_bounds_": list,
+            "degrees_of_freedom_prior_": float,
+            "mean_precision_prior_": float,
+            "weight_concentration_prior_": float,
+        },
+        sklearn=_sklearn_bayesian_mixture,
+        has_labels=False,
+        state_arrays={
+            f"params_{name}": (_GMM_ARRAYS[f"{name}_"][0], "float64") for name in _BGMM_STATE
+        },
+        state_scalars={"dtype": str},
+        get_state=_get_bgmm_state,
+        set_state=_set_bgmm_state,
     ),
 }
 

@@ -242,7 +242,7 @@ def save(
 
     Parameters
     ----------
-    model : KMeans, MiniBatchKMeans or GaussianMixture
+    model : KMeans, MiniBatchKMeans, GaussianMixture or BayesianGaussianMixture
         A fitted estimator.
     path : str or PathLike
         The new directory, e.g. ``"model"`` or ``"s3://bucket/models/run-1"``.
@@ -398,7 +398,7 @@ def load(path: str | os.PathLike, *, storage_options: Mapping | None = None):
 
     Returns
     -------
-    model : KMeans, MiniBatchKMeans or GaussianMixture
+    model : KMeans, MiniBatchKMeans, GaussianMixture or BayesianGaussianMixture
         Fitted as saved: it predicts, transforms and scores exactly as the saved model, and a
         loaded MiniBatchKMeans continues ``partial_fit`` where the saved one stopped.
         ``labels_`` is NumPy if it was saved as ``.npy``, a lazy Dask array over

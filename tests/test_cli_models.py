@@ -10,13 +10,20 @@ import zarr
 from sklearn.cluster import KMeans as SkKMeans
 
 import bigclust
+from bigclust._declarations import declaration
 from bigclust.cli import main
 
 ESTIMATORS = {
     "kmeans": ["--n-clusters", "3", "--random-state", "0"],
     "minibatch-kmeans": ["--n-clusters", "3", "--batch-size", "200", "--random-state", "0"],
     "gmm": ["--n-components", "3", "--covariance-type", "diag", "--random-state", "0"],
+    "bgmm": [
+        *("--n-components", "4", "--covariance-type", "full", "--max-iter", "10", "--seed", "0"),
+        *("--weight-concentration-prior-type", "dirichlet_distribution"),
+        *("--weight-concentration-prior", "0.5"),
+    ],
 }
+MIXTURES = ("gmm", "bgmm")
 THREADS = ["--scheduler", "threads"]
 
 
@@ -41,10 +48,11 @@ def test_fit_then_predict_round_trip(estimator, store, tmp_path, capsys):
     assert f"model saved to {model_dir}" in out
     model = bigclust.load(model_dir)
     assert model.random_state == 0 and model.n_features_in_ == 3
+    assert declaration(model).command == estimator
     X = read(store)
 
     outputs = {"--output": tmp_path / "labels.zarr"}
-    if estimator == "gmm":
+    if estimator in MIXTURES:
         outputs["--proba-output"] = tmp_path / "proba.zarr"
         outputs["--score-samples-output"] = tmp_path / "density.zarr"
     else:
@@ -63,6 +71,9 @@ def test_fit_then_predict_round_trip(estimator, store, tmp_path, capsys):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
 
     capsys.readouterr()
+    if estimator == "bgmm":  # the generated options reached the estimator
+        assert model.weight_concentration_prior_type == "dirichlet_distribution"
+        assert model.weight_concentration_prior_ == 0.5
     assert main(["score", "--model", model_dir, "--input", store, "--json", *THREADS]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["score"] == pytest.approx(model.score(X), rel=1e-12)

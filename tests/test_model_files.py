@@ -15,7 +15,15 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import bigclust
-from bigclust import GaussianMixture, KMeans, MiniBatchKMeans, ModelFileError, load, save
+from bigclust import (
+    BayesianGaussianMixture,
+    GaussianMixture,
+    KMeans,
+    MiniBatchKMeans,
+    ModelFileError,
+    load,
+    save,
+)
 from bigclust._persist import ESTIMATORS, data_fingerprint
 from bigclust._state import StateFileNotFoundError, read_state, write_state
 
@@ -37,6 +45,16 @@ FITTED = {
     "gmm-diag": lambda: GaussianMixture(3, covariance_type="diag", random_state=0),
     "gmm-spherical": lambda: GaussianMixture(3, covariance_type="spherical", random_state=0),
 }
+BGMM_PRIORS = {"dp": "dirichlet_process", "dd": "dirichlet_distribution"}
+for _ctype in ("full", "tied", "diag", "spherical"):
+    for _short, _prior in BGMM_PRIORS.items():
+        FITTED[f"bgmm-{_ctype}-{_short}"] = lambda c=_ctype, p=_prior: BayesianGaussianMixture(
+            n_components=3,
+            covariance_type=c,
+            weight_concentration_prior_type=p,
+            max_iter=5,
+            random_state=0,
+        )
 
 
 def outputs(model, data):
@@ -77,8 +95,11 @@ def test_loaded_model_predicts_exactly_as_saved(name, dtype, fitted, tmp_path):
     assert loaded.score(data) == model.score(data)
     for name_, _ in ESTIMATORS[type(model).__name__].arrays.items():
         got, want = getattr(loaded, name_), getattr(model, name_)
-        assert got.dtype == want.dtype
+        assert type(got) is type(want), name_  # e.g. a tuple stays a tuple
+        assert np.asarray(got).dtype == np.asarray(want).dtype
         np.testing.assert_array_equal(got, want)
+    for name_ in ESTIMATORS[type(model).__name__].scalars:
+        assert getattr(loaded, name_) == getattr(model, name_)
     if hasattr(model, "labels_"):  # in-memory fit: NumPy labels are saved
         np.testing.assert_array_equal(loaded.labels_, model.labels_)
 
@@ -104,6 +125,35 @@ def test_loaded_minibatch_continues_partial_fit_as_the_saved_one(fitted, tmp_pat
     loaded.partial_fit(batch)
     np.testing.assert_array_equal(loaded.cluster_centers_, original.cluster_centers_)
     assert loaded.n_steps_ == original.n_steps_
+
+
+def test_loaded_bgmm_with_given_priors_continues_a_warm_start_fit_as_the_saved_one(tmp_path):
+    import copy
+
+    data = X.astype(np.float32)
+    model = BayesianGaussianMixture(
+        n_components=3,
+        covariance_type="diag",
+        mean_prior=np.zeros(3),
+        covariance_prior=np.full(3, 2.0),
+        max_iter=3,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(data)
+    save(model, tmp_path / "m")
+    assert (tmp_path / "m" / "param.covariance_prior.npy").exists()
+    loaded = load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.covariance_prior, model.covariance_prior)
+    original = copy.deepcopy(model)
+    for m in (original, loaded):
+        m.set_params(warm_start=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(data)
+    np.testing.assert_array_equal(loaded.means_, original.means_)
+    assert loaded.lower_bound_ == original.lower_bound_
 
 
 def test_array_parameters_are_saved_as_npy(tmp_path):
@@ -207,6 +257,7 @@ def test_to_sklearn_agrees(name, fitted):
         "KMeans": sklearn.cluster.KMeans,
         "MiniBatchKMeans": sklearn.cluster.MiniBatchKMeans,
         "GaussianMixture": sklearn.mixture.GaussianMixture,
+        "BayesianGaussianMixture": sklearn.mixture.BayesianGaussianMixture,
     }[type(model).__name__]
     assert type(sk) is expected_class
     ours, theirs = outputs(model, X_NEW), outputs(sk, X_NEW)
@@ -219,6 +270,17 @@ def test_to_sklearn_agrees(name, fitted):
         np.testing.assert_array_equal(sk.labels_, model.labels_)
     if isinstance(model, KMeans):
         assert sk.init == "k-means++" and sk.random_state == 0
+
+
+def test_bgmm_to_sklearn_has_its_fitted_attributes(fitted):
+    model = fitted("bgmm-full-dp")
+    sk = model.to_sklearn()
+    assert isinstance(sk.weight_concentration_, tuple)
+    for a, b in zip(sk.weight_concentration_, model.weight_concentration_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sk.weight_concentration_prior_type == "dirichlet_process"
+    np.testing.assert_array_equal(sk.mean_prior_, model.mean_prior_)
+    assert sk.get_params()["random_state"] == 0 and sk.max_iter == 5
 
 
 def test_to_sklearn_without_lazy_labels():
@@ -324,6 +386,16 @@ CORRUPTIONS = {
         "n_iter_ = 'many' should be of type int",
     ),
 }
+
+
+def test_bgmm_concentration_of_the_wrong_prior_type_is_refused(fitted, tmp_path):
+    # A stick-breaking model needs (a, b) per component: one (k,) array is the other prior's.
+    path = tmp_path / "model"
+    save(fitted("bgmm-diag-dp"), path)
+    _replace_array(path, "weight_concentration_", np.ones(3))
+    with pytest.raises(ModelFileError, match=r"needs \(2, 3\) float64") as info:
+        load(path)
+    assert str(path / "weight_concentration_.npy") in str(info.value)
 
 
 @pytest.mark.parametrize("case", list(CORRUPTIONS))

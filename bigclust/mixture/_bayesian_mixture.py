@@ -21,6 +21,7 @@ import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
 from bigclust._params import Interval, Options
+from bigclust._persist import ModelFileMixin
 from bigclust.driver import map_reduce, take_rows
 from bigclust.mixture import _kernels
 from bigclust.mixture._base import BaseMixture
@@ -78,7 +79,7 @@ _WEIGHT_PRIORS = {p.name: p for p in (_DirichletProcess(), _DirichletDistributio
 _POSITIVE = Interval(numbers.Real, 0.0, None, closed="neither")
 
 
-class BayesianGaussianMixture(BaseMixture):
+class BayesianGaussianMixture(ModelFileMixin, BaseMixture):
     """Variational Bayesian Gaussian mixture on data of any size, with scikit-learn's API.
 
     The posterior over the mixture's weights, means and precisions is approximated by
