@@ -16,6 +16,7 @@ import pytest
 import zarr
 
 import bigclust
+from bigclust import cli
 from bigclust.cli import _commands, main
 from bigclust.datasets import make_blobs, write_zarr
 
@@ -388,3 +389,19 @@ def test_a_failed_write_leaves_no_output_and_no_temporary(tmp_path, monkeypatch,
     code, line = _run_error(["make-blobs", str(tmp_path / "b.zarr"), "--no-progress"], capsys)
     assert code == 1 and "worker lost" in line
     assert sorted(os.listdir(tmp_path)) == ["data.zarr", "m"]
+
+
+def test_progress_bars_on_a_terminal_only(monkeypatch):
+    import argparse
+
+    from bigclust import _progress
+
+    monkeypatch.delenv(_progress.ENV_VAR, raising=False)
+    for tty, flag, shown in [(True, False, True), (False, False, False), (True, True, False)]:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        with cli._progress_bars(argparse.Namespace(no_progress=flag)):
+            assert _progress._bars_setting() is shown
+    monkeypatch.setenv(_progress.ENV_VAR, "0")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with cli._progress_bars(argparse.Namespace()):
+        assert _progress._bars_setting() is False  # the environment wins

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 
@@ -116,12 +117,24 @@ def _one_line_warnings():
         warnings.showwarning = shown
 
 
+def _progress_bars(args):
+    """The fits' progress bars: shown on a terminal (stderr), never in logs or pipes, unless
+    ``BIGCLUST_PROGRESS`` says otherwise or the command was given ``--no-progress``."""
+    from bigclust._progress import ENV_VAR, set_progress
+
+    if getattr(args, "no_progress", False):
+        return set_progress(False)
+    if os.environ.get(ENV_VAR, "").strip():
+        return set_progress(None)
+    return set_progress(sys.stderr.isatty())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``bigclust`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     name = " ".join(x for x in (args.command, getattr(args, "estimator", None)) if x)
     try:
-        with _one_line_warnings():
+        with _one_line_warnings(), _progress_bars(args):
             return args.run(args)
     except KeyboardInterrupt:
         print(f"bigclust {name}: interrupted", file=sys.stderr)
