@@ -10,7 +10,9 @@ import dask
 import numpy as np
 import pytest
 import zarr
+from conftest import ProcessCluster
 
+import bigclust
 from bigclust import GaussianMixture, KMeans, MiniBatchKMeans
 from bigclust.datasets import make_blobs, write_zarr
 
@@ -100,3 +102,41 @@ def test_repeated_fits_send_each_key_with_one_run_spec(store, on_process_cluster
     on_process_cluster.client.run_on_scheduler(lambda: None)  # the log is written by now
     log = on_process_cluster.log("scheduler")[before:]
     assert "Detected different `run_spec`" not in log, log
+
+
+@pytest.fixture
+def growing_cluster(tmp_path):
+    """A cluster of its own, started with one worker; the test adds the others."""
+    cluster = ProcessCluster(tmp_path / "growing")
+    try:
+        yield cluster.start(n_workers=1)
+    finally:
+        cluster.close()
+
+
+# Worker processes, and the row chunks of the Dask array the fits read there (None: the
+# store's own, 3 chunks): each count with another chunking, so that three fits per estimator
+# cover both (test_determinism.py varies the chunking on one scheduler at a time).
+LAYOUTS = ((1, None), (2, 7_000), (3, 20_000))
+
+
+def test_same_answer_on_one_two_and_three_workers_any_chunking(
+    store, threaded_fits, growing_cluster
+):
+    # DESIGN.md contract 2: the number of worker processes and the chunking change only the
+    # order of floating-point sums, never which run is best, n_iter_ or the label numbering.
+    client = growing_cluster.client
+    for n_workers, rows in LAYOUTS:
+        while len(growing_cluster.addresses()) < n_workers:
+            growing_cluster.add_worker()
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == n_workers
+        X = bigclust.as_dask_array(store)
+        if rows is not None:
+            X = X.rechunk((rows, N_FEATURES))
+        with client.as_current(), dask.config.set(scheduler=client):
+            for name, est in estimators().items():
+                fitted = fitted_values(est.fit(X))
+                try:
+                    assert_same_fit(fitted, threaded_fits[name], rtol=1e-9)
+                except AssertionError as error:
+                    raise AssertionError(f"{name}, {n_workers} workers, rows {rows}") from error
