@@ -33,7 +33,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from dask._task_spec import Task, TaskRef
+from dask._task_spec import Alias, Task, TaskRef
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
@@ -735,18 +735,94 @@ SCATTER_MAX_CHUNK_BYTES = 128 * 2**20
 SMALL_DATA_BYTES = 8 * 2**20
 
 
+#: A store or lazy Dask array is kept in the workers' memory for a fit (read once, by the
+#: first pass) when it takes at most this share of their memory limits together; larger, every
+#: pass reads it again (from the page cache, the disk or object storage). A quarter leaves room
+#: for an uneven spread of the chunks (all of them on one of two workers is half its limit,
+#: under distributed's spill threshold of 70%) and for the passes' own memory.
+KEEP_IN_MEMORY_FRACTION = 0.25
+
+#: The dask configuration key that overrides the rule: ``"auto"`` (the rule), ``True``
+#: (always keep in worker memory) or ``False`` (always re-read).
+KEEP_IN_MEMORY_CONFIG = "bigclust.keep-in-memory"
+
+
 def place(inp) -> da.Array | np.ndarray:
-    """Where a fit's passes run, for a :class:`bigclust._input.Input`: in this process for
-    small in-memory data (the NumPy array itself, one chunk: the same kernels, the same
-    result as a one-chunk Dask array), on the workers for in-memory data with a distributed
-    client (scattered once, :func:`keep_in_memory`), else over the data as they are (streamed
-    from their store)."""
+    """Where a fit's passes run, for a :class:`bigclust._input.Input`.
+
+    - Small in-memory data: in this process (the NumPy array itself, one chunk: the same
+      kernels, the same result as a one-chunk Dask array).
+    - Other in-memory data with a distributed client active: scattered to the workers once
+      (:func:`keep_in_memory`).
+    - A store, memmap or lazy Dask array with a distributed client active: kept in the
+      workers' memory when it fits there with room to spare
+      (:func:`keeps_in_worker_memory`), else read again by every pass.
+    - Without a client: over the data as they are (a store is streamed; the page cache is
+      what keeps it in memory).
+    """
     X, in_memory = inp.data, inp.in_memory
     if inp.placed:
         return X
     if in_memory is not None and X.nbytes <= SMALL_DATA_BYTES:
         return np.ascontiguousarray(in_memory, dtype=X.dtype)
-    return keep_in_memory(X, in_memory)
+    client = active_client()
+    if client is None:
+        return X
+    if in_memory is not None:
+        return keep_in_memory(X, in_memory)
+    if _is_persisted(X) or not keeps_in_worker_memory(X.nbytes, _memory_limits(client)):
+        return X
+    with scheduler_errors(client):
+        return client.persist(_renamed(X))
+
+
+def _renamed(X: da.Array) -> da.Array:
+    """``X`` under fresh keys, one alias per chunk.
+
+    Persisted under its own keys, the same store fitted twice in a row would hand the
+    scheduler keys it is still forgetting from the first fit, and the second fit waits
+    forever for them; fresh keys are never shared (as ``hash=False`` in :func:`keep_in_memory`).
+    """
+    name = f"kept-{uuid.uuid4().hex}"
+    layer = {
+        (name, i, 0): Alias((name, i, 0), key)
+        for i, key in enumerate(dask.core.flatten(X.__dask_keys__()))
+    }
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[X])
+    return da.Array(graph, name, X.chunks, meta=X._meta)
+
+
+def keeps_in_worker_memory(nbytes: int, memory_limits: Sequence[int | None]) -> bool:
+    """Whether data of ``nbytes`` are kept in the memory of workers with these limits.
+
+    The rule (:data:`KEEP_IN_MEMORY_FRACTION`), unless the dask configuration key
+    ``bigclust.keep-in-memory`` says ``True`` or ``False``. Workers without a memory limit
+    (``None`` or 0) give no measure of what fits: the data are re-read.
+    """
+    setting = dask.config.get(KEEP_IN_MEMORY_CONFIG, "auto")
+    if setting is True or setting is False:
+        return setting
+    if setting != "auto":
+        raise ValueError(
+            f"dask config {KEEP_IN_MEMORY_CONFIG}={setting!r} should be 'auto', True or False."
+        )
+    if not memory_limits or any(not limit for limit in memory_limits):
+        return False
+    return nbytes <= KEEP_IN_MEMORY_FRACTION * sum(memory_limits)
+
+
+def _memory_limits(client) -> list[int | None]:
+    with scheduler_errors(client):
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    return [w.get("memory_limit") for w in workers.values()]
+
+
+def _is_persisted(X: da.Array) -> bool:
+    """Whether every chunk of ``X`` is already held by the cluster (persisted, scattered)."""
+    from distributed import Future
+
+    graph = X.__dask_graph__()
+    return all(isinstance(graph[key], Future) for key in dask.core.flatten(X.__dask_keys__()))
 
 
 def keep_in_memory(X: da.Array, source: Any) -> da.Array:
