@@ -234,7 +234,9 @@ def job_commands(container: dict, objects: list[dict]) -> list[list[str]]:
         line = line.strip()
         if not line or line.startswith(("#", "set ")):
             continue
-        expanded = re.sub(r'"?\$\{?(\w+)\}?"?', lambda m: shlex.quote(env.get(m[1]) or ""), line)
+        # As sh expands them: a quoted variable is one word, an unquoted one is split.
+        expanded = re.sub(r'"\$\{?(\w+)\}?"', lambda m: shlex.quote(env.get(m[1]) or ""), line)
+        expanded = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m[1]) or "", expanded)
         lines.append(shlex.split(expanded))
     return lines
 
@@ -283,6 +285,22 @@ def _worker_problems(container: dict) -> list[str]:
     return problems
 
 
+def _cli_problems(command: list[str]) -> str | None:
+    """What the ``bigclust`` command line parser says of a job command (None: it parses)."""
+    import contextlib
+    import io
+
+    from bigclust.cli import build_parser
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+            build_parser().parse_args(command[1:])
+    except SystemExit:
+        return f"job: `{shlex.join(command)}` does not parse: {said.getvalue().strip()}"
+    return None
+
+
 def _job_problems(container: dict, objects: list[dict]) -> list[str]:
     commands = job_commands(container, objects)
     fits = [c for c in commands if c[:2] == ["bigclust", "fit"]]
@@ -302,6 +320,8 @@ def _job_problems(container: dict, objects: list[dict]) -> list[str]:
         value = option(command, flag) or ""
         if not value.startswith("s3://"):
             problems.append(f"job: {command[1]} {flag} {value!r} is not an s3:// URL")
+    problems.extend(_cli_problems(command) for command in (fit, predict))
+    problems = [p for p in problems if p]
     if option(fit, "--model") != option(predict, "--model"):
         problems.append("job: predict does not read the model that fit wrote")
     if option(fit, "--input") != option(predict, "--input"):
@@ -446,6 +466,14 @@ def _rename(objects):
     the_daskjob(objects)["metadata"]["name"] = "dev-bigclust"  # as a namePrefix would
 
 
+def _job_config(objects) -> dict:
+    """The data of the ConfigMap that the job container reads BIGCLUST_FIT_ARGS from."""
+    (item,) = [i for i in _job(objects)["env"] if i["name"] == "BIGCLUST_FIT_ARGS"]
+    name = item["valueFrom"]["configMapKeyRef"]["name"]  # with kustomize's hash suffix
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+    return config["data"]
+
+
 def _secret_value(objects):
     for item in _job(objects)["env"]:
         if item["name"] == "AWS_SECRET_ACCESS_KEY":
@@ -499,6 +527,16 @@ MUTATIONS = {
             2, _job(o)["args"][2].replace('--model "$BIGCLUST_MODEL"', "--model /tmp/model", 1)
         ),
         "s3://",
+    ),
+    "misspelled fit option": (
+        lambda o: _job(o)["args"].__setitem__(
+            2, _job(o)["args"][2].replace("--input", "--inptu", 1)
+        ),
+        "does not parse",
+    ),
+    "fit arguments the CLI does not take": (
+        lambda o: _job_config(o).update(BIGCLUST_FIT_ARGS="--n-clusters 8 --n-init"),
+        "does not parse",
     ),
     "root": (
         lambda o: pod_specs(the_daskjob(o))["worker"]["securityContext"].pop("runAsNonRoot"),
