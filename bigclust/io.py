@@ -266,6 +266,11 @@ class NpyFile:
         return block[:, cols]
 
 
+#: Chunks hinted to the kernel ahead of the one being read (:meth:`ZarrChunkFiles._read_ahead`):
+#: one per worker thread of a small cluster keeps the disk busy while the threads compute.
+READ_AHEAD_CHUNKS = 2
+
+
 @dataclass(frozen=True)
 class ZarrChunkFiles:
     """An uncompressed Zarr v3 array in a local directory, read straight from its chunk files.
@@ -389,6 +394,8 @@ class ZarrChunkFiles:
                 part[...] = self.fill_value  # never written: it holds only the fill value
             else:
                 with f:
+                    if hi == stop:
+                        self._read_ahead(index + 1)
                     if self.checksum:
                         self._read_checked(f, index, lo - index * self.chunk_rows, part)
                     else:
@@ -401,6 +408,36 @@ class ZarrChunkFiles:
                             )
             lo = hi
         return out[:, cols]
+
+    def _read_ahead(self, index: int) -> None:
+        """Ask the kernel to start reading the files of the next :data:`READ_AHEAD_CHUNKS`
+        chunks (``posix_fadvise(WILLNEED)``, which returns at once).
+
+        A worker thread reads a chunk, then computes on it: without a hint the disk idles
+        while it computes, and a pass over a store larger than the page cache takes the read
+        time plus the compute time. Workers take chunks roughly in row order, so the next
+        ones are about to be read, by this worker or another; a hint for a chunk already
+        cached costs one ``open``.
+        """
+        if not hasattr(os, "posix_fadvise"):
+            return
+        for ahead in range(index, min(index + READ_AHEAD_CHUNKS, self._n_chunks)):
+            if ahead in self.absent:
+                continue
+            try:
+                fd = os.open(os.path.join(self.root, self._chunk_key(ahead)), os.O_RDONLY)
+            except OSError:
+                continue  # a missing chunk is reported when it is read, not when hinted
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+    @property
+    def _n_chunks(self) -> int:
+        return -(-self.shape[0] // self.chunk_rows)
 
     def _read_checked(self, f, index: int, first_row: int, part: np.ndarray) -> None:
         """Read chunk ``index`` whole, verify its crc32c, put its rows from ``first_row`` on

@@ -21,6 +21,7 @@ import zarr
 from conftest import ProcessCluster
 from test_cluster_processes import estimators, fitted_values
 
+from bigclust import driver
 from bigclust._storage import MARKER, IncompleteStoreError, atomic_directory
 from bigclust.datasets import make_blobs, write_zarr
 from bigclust.driver import SchedulerLostError, _run_kernel, compute, map_reduce, stream_fold
@@ -277,18 +278,24 @@ def test_undisturbed_fits_with_a_no_nanny_worker_equal_threaded(store, undisturb
             assert_same_fit(fitted_values(est.fit(store)), undisturbed[name], rtol=1e-9)
 
 
-#: Each estimator and each way to kill a worker once (a Latin square); the other six pairs
-#: with BIGCLUST_ALL_KILLS=1 (about 5 s each).
-KILLS = [("KMeans", "worker"), ("MiniBatchKMeans", "no-nanny"),
-         ("GaussianMixture", "nanny+worker")]  # fmt: skip
+#: Each estimator and each way to kill a worker once (a Latin square), the data streamed from
+#: the store every pass (as when they are larger than the cluster) or kept in worker memory
+#: (the small store's default: the victim's chunks are lost with it and read again); the
+#: other combinations with BIGCLUST_ALL_KILLS=1 (about 5 s each).
+KILLS = [("KMeans", "worker", "kept"), ("MiniBatchKMeans", "no-nanny", "streamed"),
+         ("GaussianMixture", "nanny+worker", "streamed"),
+         ("GaussianMixture", "worker", "kept")]  # fmt: skip
 
 
+@pytest.mark.parametrize("placement", ["streamed", "kept"])
 @pytest.mark.parametrize("how", ["worker", "nanny+worker", "no-nanny"])
 @pytest.mark.parametrize("name", ["KMeans", "MiniBatchKMeans", "GaussianMixture"])
-def test_a_worker_killed_mid_fit_changes_nothing(name, how, store, killable, undisturbed):
+def test_a_worker_killed_mid_fit_changes_nothing(
+    name, how, placement, store, killable, undisturbed
+):
     from test_cluster_processes import assert_same_fit
 
-    if (name, how) not in KILLS and not os.environ.get("BIGCLUST_ALL_KILLS"):
+    if (name, how, placement) not in KILLS and not os.environ.get("BIGCLUST_ALL_KILLS"):
         pytest.skip("one kill per estimator and per kind of worker; BIGCLUST_ALL_KILLS=1 all")
 
     nanny = how != "no-nanny"
@@ -298,7 +305,8 @@ def test_a_worker_killed_mid_fit_changes_nothing(name, how, store, killable, und
         victim, "worker" if how == "worker" else "process", match=LOOP_TASKS[name]
     )
     client = killable.client
-    with client.as_current(), dask.config.set(scheduler=client):
+    kept = {driver.KEEP_IN_MEMORY_CONFIG: placement == "kept"}
+    with client.as_current(), dask.config.set(kept, scheduler=client):
         est = long_estimators()[name].fit(store)
     finished_at = time.monotonic()
     killer.join(5)
