@@ -876,7 +876,8 @@ def stream_fold(
         rows ``X[piece.lo:piece.hi]`` and ``weights`` the matching sample weights or
         ``None``. Module-level (picklable) for process-based clusters.
     X : dask.array.Array or ndarray
-        The data. A NumPy array is sliced directly when no distributed client is active.
+        The data. An in-memory NumPy array (not a memmap) is folded in this process, whatever
+        the scheduler.
     pieces : iterable
         Objects with ``lo`` and ``hi`` attributes; consumed lazily, ``prefetch`` ahead.
     state : object
@@ -899,12 +900,33 @@ def stream_fold(
         After each piece. Close the generator (or stop iterating it) to stop early; reads
         in flight are then cancelled.
     """
+    if _in_this_process(X, sample_weight):
+        return _fold_here(kernel, X, pieces, state, sample_weight, params, prepare)
     client = active_client()
     if client is not None:
         return _fold_distributed(
             client, kernel, X, pieces, state, sample_weight, params, prefetch, prepare
         )
     return _fold_local(kernel, X, pieces, state, sample_weight, params, prefetch, prepare)
+
+
+def _in_this_process(X, sample_weight) -> bool:
+    # An in-memory array (what place() keeps in this process) is sliced where it is: there
+    # is no read to overlap, and a cluster round trip per piece would cost more than the fold.
+    def in_memory(a):
+        return isinstance(a, np.ndarray) and not isinstance(a, np.memmap)
+
+    return in_memory(X) and (sample_weight is None or in_memory(sample_weight))
+
+
+def _fold_here(kernel, X, pieces, state, w, params, prepare):
+    """Fold in the calling thread, one BLAS thread (as on the other paths)."""
+    for piece in pieces:
+        block, weights = _read_local(X, w, piece, params, prepare)
+        with single_blas_thread():
+            state = kernel(block, weights, state, params, piece)
+        del block, weights
+        yield state
 
 
 def _read_local(X, w, piece, params=None, prepare=None):
