@@ -96,6 +96,8 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
         Initialization, run on ``init_size`` sampled rows: k-means|| (Bahmani et al. 2012),
         scikit-learn's greedy k-means++, ``n_clusters`` distinct sampled rows, a callable
         ``init(X_sample, n_clusters, random_state)``, or the initial centers themselves.
+        k-means|| on a sample of at most 20,000 rows is greedy k-means++ on it (nothing to
+        shrink), as for :class:`KMeans`.
     max_iter : int, default=100
         Maximum number of epochs (passes over the data) of :meth:`fit`: at most
         ``max_iter * n_samples // batch_size`` steps.
