@@ -120,3 +120,57 @@ def test_small_data_inertia_no_worse_than_scikit_learn(X, n_init):
     ours = [KMeans(5, n_init=n_init, random_state=s).fit(X).inertia_ for s in seeds]
     theirs = [SkKMeans(5, n_init=n_init, random_state=s).fit(X).inertia_ for s in seeds]
     assert np.mean(ours) <= np.mean(theirs) * (1 + 1e-6)
+
+
+class _CountingController:
+    """Stands in for threadpoolctl's controller: counts the limits actually set."""
+
+    def __init__(self, real):
+        self.real, self.limits = real, 0
+
+    def limit(self, **kwargs):
+        self.limits += 1
+        return self.real.limit(**kwargs)
+
+
+@pytest.fixture
+def blas_limits(monkeypatch):
+    from bigclust import _blas
+
+    counting = _CountingController(_blas._controller())
+    monkeypatch.setattr(_blas, "_controller", lambda: counting)
+    return counting
+
+
+def test_nested_blas_limits_are_set_once(blas_limits):
+    from bigclust._blas import single_blas_thread
+
+    with single_blas_thread(), single_blas_thread(), single_blas_thread():
+        pass
+    assert blas_limits.limits == 1
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_a_small_fit_sets_the_blas_limit_once(X, estimator, blas_limits, monkeypatch):
+    from bigclust import driver
+
+    _fitted(estimator, X)
+    assert blas_limits.limits == 1
+    monkeypatch.setattr(driver, "SMALL_DATA_BYTES", 1024)  # now streamed: a limit per pass
+    with dask.config.set(scheduler="threads"):
+        _fitted(estimator, X)
+    assert blas_limits.limits > 2
+
+
+def test_runs_here_follows_place(X, tmp_path):
+    from bigclust import driver
+
+    assert driver.runs_here(X) and driver.runs_here(X.astype(np.float32))
+    assert driver.runs_here(np.ones((10, 3), np.int8))
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    assert not driver.runs_here(np.load(path, mmap_mode="r"))
+    assert not driver.runs_here(da.from_array(X)) and not driver.runs_here(X.tolist())
+    rows = driver.SMALL_DATA_BYTES // 8 // 4
+    assert driver.runs_here(np.empty((rows, 4))) and not driver.runs_here(np.empty((rows + 1, 4)))
+    assert driver.runs_here(np.empty((2 * rows, 4), np.float32))

@@ -18,7 +18,7 @@ from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster._base import CentroidEstimator
-from bigclust.driver import map_reduce, place
+from bigclust.driver import map_reduce, place, small_data_blas
 
 __all__ = ["KMeans"]
 
@@ -133,6 +133,7 @@ class KMeans(ModelFileMixin, CentroidEstimator):
 
     # -- fit ----------------------------------------------------------------------------
 
+    @small_data_blas
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
 

@@ -36,6 +36,7 @@ from bigclust.driver import (
     map_reduce,
     place,
     read_block,
+    small_data_blas,
     stream_fold,
     take_rows,
 )
@@ -300,6 +301,7 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
 
     # -- fit ----------------------------------------------------------------------------
 
+    @small_data_blas
     def fit(self, X, y=None, sample_weight=None):
         """Compute the centers by mini-batch steps over batches streamed from ``X``.
 
