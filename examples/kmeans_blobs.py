@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
         # On a few thousand rows k-means|| is greedy k-means++ on the rows (nothing to shrink),
         # which can land in a local minimum as scikit-learn's does: the notebook keeps the best
         # of 10 runs. On millions of rows one k-means|| run is enough.
-        n_init = 10 if n <= 20_000 else 1
+        n_init = 10 if n <= 10_000 else 1
         km = bigclust.KMeans(n_clusters=5, n_init=n_init, random_state=42).fit(store)
         print(f"KMeans(5): {km.n_iter_} iterations, inertia {km.inertia_:.6g}")
         print("centers:\n", np.round(km.cluster_centers_, 3))

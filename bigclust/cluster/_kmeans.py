@@ -39,7 +39,7 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         - ``"k-means||"``: scalable k-means++ (Bahmani et al. 2012): ``init_max_iter`` passes
           sampling about ``oversampling_factor * n_clusters`` candidates each, one pass to
           weight them, then weighted k-means++ and Lloyd over the candidates on the client.
-          On at most 20,000 rows (or no more rows than it would sample), greedy k-means++
+          On at most 10,000 rows (or no more rows than it would sample), greedy k-means++
           on the rows themselves: the same centers as ``"k-means++"``.
         - ``"k-means++"``: scikit-learn's greedy k-means++; one pass over the data per
           center, so slow for large ``n_clusters``.

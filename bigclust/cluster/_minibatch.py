@@ -97,8 +97,6 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
         Initialization, run on ``init_size`` sampled rows: k-means|| (Bahmani et al. 2012),
         scikit-learn's greedy k-means++, ``n_clusters`` distinct sampled rows, a callable
         ``init(X_sample, n_clusters, random_state)``, or the initial centers themselves.
-        k-means|| on a sample of at most 20,000 rows is greedy k-means++ on it (nothing to
-        shrink), as for :class:`KMeans`.
     max_iter : int, default=100
         Maximum number of epochs (passes over the data) of :meth:`fit`: at most
         ``max_iter * n_samples // batch_size`` steps.
@@ -246,7 +244,12 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
         if self._init_array is not None:
             return self._init_array.astype(sample.dtype)
         w = None if weights is None else np.asarray(weights, np.float64)
-        centers = _init.initial_centers(self.init, sample, self.n_clusters, w, seed)
+        # k-means|| keeps its candidates' reduction on the sample: seeded by greedy k-means++
+        # instead, mini-batch runs ended in poor local minima more often than scikit-learn's
+        # (2 of 10 seeds 15% above the best inertia on 20,000 rows of 8 blobs; none before).
+        centers = _init.initial_centers(
+            self.init, sample, self.n_clusters, w, seed, seed_on_data=False
+        )
         return centers.astype(sample.dtype)
 
     def _fit_init(self, data, weights, seed: int) -> np.ndarray:
