@@ -17,6 +17,16 @@ def _controller():
     return ThreadpoolController()
 
 
+def one_thread_everywhere():
+    """Limit BLAS and OpenMP (scikit-learn's Cython loops) to one thread for the duration.
+
+    For scikit-learn called on a few hundred points: its OpenMP loops sum per-thread partial
+    results in the order the threads finish (bits that vary between runs and machines), and
+    waking threads costs more than such a problem.
+    """
+    return _controller().limit(limits=1)
+
+
 @contextlib.contextmanager
 def single_blas_thread():
     """Limit BLAS to one thread for the duration (about 15 us to set and restore).
