@@ -123,13 +123,13 @@ def test_small_data_inertia_no_worse_than_scikit_learn(X, n_init):
 
 
 class _CountingController:
-    """Stands in for threadpoolctl's controller: counts the limits actually set."""
+    """Stands in for threadpoolctl's controller: counts the BLAS limits actually set."""
 
     def __init__(self, real):
         self.real, self.limits = real, 0
 
     def limit(self, **kwargs):
-        self.limits += 1
+        self.limits += kwargs.get("user_api") == "blas"
         return self.real.limit(**kwargs)
 
 
