@@ -38,6 +38,15 @@ def process_client():
         yield client
 
 
+@pytest.fixture
+def kmeans_parallel_at_any_size(monkeypatch):
+    """k-means|| samples candidates even on data small enough for greedy k-means++ on every
+    row (``bigclust.cluster._init.seeds_on_data``): for tests of k-means|| itself."""
+    from bigclust.cluster import _init
+
+    monkeypatch.setattr(_init, "SEED_ON_DATA_ROWS", 0)
+
+
 @pytest.fixture(params=["synchronous", "threads", "distributed"])
 def scheduler(request):
     """Run the test body under each scheduler in turn; yields the scheduler's name."""

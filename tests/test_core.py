@@ -200,7 +200,7 @@ def _captured_reduction(monkeypatch):
     return seen
 
 
-def test_kmeans_parallel_weights_candidates_by_their_rows(monkeypatch):
+def test_kmeans_parallel_weights_candidates_by_their_rows(monkeypatch, kmeans_parallel_at_any_size):
     # One dense blob and two sparse ones: a candidate in the dense blob must weigh far more.
     rng = np.random.default_rng(0)
     X = np.vstack(
@@ -217,7 +217,9 @@ def test_kmeans_parallel_weights_candidates_by_their_rows(monkeypatch):
     assert seen["weights"].sum() == pytest.approx(weights.sum())
 
 
-def test_kmeans_parallel_candidates_grow_with_the_oversampling_factor(monkeypatch):
+def test_kmeans_parallel_candidates_grow_with_the_oversampling_factor(
+    monkeypatch, kmeans_parallel_at_any_size
+):
     X, _ = make_blobs(5000, 3, centers=20, random_state=0)
     seen = _captured_reduction(monkeypatch)
     counts = []

@@ -143,7 +143,7 @@ def test_predict_transform_score_follow_inputs(blobs):
 
 
 @pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
-def test_same_seed_same_centers_for_any_chunking(blobs, init):
+def test_same_seed_same_centers_for_any_chunking(blobs, init, kmeans_parallel_at_any_size):
     X, _ = blobs
     fits = [
         KMeans(N_CLUSTERS, init=init, n_init=2, random_state=7, max_iter=5)
@@ -172,7 +172,9 @@ def _initial_inertia(X, centers):
 
 
 @pytest.mark.parametrize("n_clusters", [5, 50])
-def test_kmeans_parallel_initial_inertia_close_to_kmeans_plusplus(n_clusters):
+def test_kmeans_parallel_initial_inertia_close_to_kmeans_plusplus(
+    n_clusters, kmeans_parallel_at_any_size
+):
     X, _ = make_blobs(20_000, 8, centers=n_clusters, random_state=n_clusters)
     ours, theirs = [], []
     for seed in range(4):

@@ -51,7 +51,7 @@ def _same(a, b):
     ids=["kmeans", "gmm"],
 )
 def test_shared_passes_give_every_model_its_own_result(
-    scheduler, data, template, grid, monkeypatch
+    scheduler, data, template, grid, monkeypatch, kmeans_parallel_at_any_size
 ):
     X = da.from_array(data, chunks=(400, 3))
     calls = _count_passes(monkeypatch)

@@ -162,7 +162,7 @@ def test_bayesian_mixture_reports_through_the_mixture_base(X, caplog, bars):
 # --- the initialization -------------------------------------------------------------------------
 
 
-def test_kmeans_parallel_rounds_report(X, caplog, bars):
+def test_kmeans_parallel_rounds_report(X, caplog, bars, kmeans_parallel_at_any_size):
     caplog.set_level(logging.INFO, logger="bigclust")
     KMeans(K, init="k-means||", init_max_iter=3, max_iter=2, random_state=0, verbose=1).fit(X)
     rounds = records(caplog, "KMeans k-means||")
@@ -181,7 +181,9 @@ def test_greedy_kmeans_plusplus_reports_each_center(X, caplog, bars):
     assert bar.updates == K and bar.was_closed
 
 
-def test_mixture_initialization_reports_with_the_mixture_verbose(X, caplog, bars):
+def test_mixture_initialization_reports_with_the_mixture_verbose(
+    X, caplog, bars, kmeans_parallel_at_any_size
+):
     """The k-means inside ``init_params="kmeans"`` (verbose=0 itself) reports at the
     mixture's verbose, under the mixture's name."""
     caplog.set_level(logging.INFO, logger="bigclust")

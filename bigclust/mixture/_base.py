@@ -51,7 +51,7 @@ from bigclust._params import Interval, Options, validate_params
 from bigclust._progress import Progress, echo
 from bigclust._random import Key
 from bigclust.cluster import _init
-from bigclust.driver import map_reduce, map_rows, place, take_rows
+from bigclust.driver import map_reduce, map_rows, place, small_data_blas, take_rows
 from bigclust.mixture import _kernels
 from bigclust.mixture._covariance import COVARIANCE_TYPES, CovarianceType, covariance_type
 from bigclust.mixture._kernels import GaussianStats, InitResp, Model
@@ -109,6 +109,7 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # -- fitting ------------------------------------------------------------------------------
 
+    @small_data_blas
     def fit(self, X, y=None):
         """Estimate the model parameters, ``n_init`` times, keeping the best.
 
