@@ -88,6 +88,13 @@ class ElkanStats(NamedTuple):
     rows: int  # rows assigned
     computed: int  # rows whose distances to every center were computed
     tightened: int  # rows whose distance to their own center was computed
+    where: dict  # first row of each chunk -> the distributed worker holding its bounds
+
+    def combine(self, other: ElkanStats) -> ElkanStats:
+        return ElkanStats(
+            *(a + b for a, b in zip(self[:-1], other[:-1], strict=True)),
+            {**self.where, **other.where},
+        )
 
 
 class _ChunkState:
@@ -184,10 +191,20 @@ def _bounded(block, sample_weight, params: BoundParams, start: int):
     _put(params.run, start, state)
 
     sums, weights, inertia = _lloyd_sums(block, sample_weight, labels, search, params, passes)
-    stats = ElkanStats(sums, weights, inertia, n, computed, tightened)
+    stats = ElkanStats(sums, weights, inertia, n, computed, tightened, {start: _worker()})
     if params.moments_shift is None:
         return stats
     return stats, kern.column_moments_chunk(block, params.moments_shift, start)
+
+
+def _worker() -> str | None:
+    """The address of the distributed worker running this task, if any."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
 
 
 def _c_order(block: np.ndarray) -> np.ndarray:
@@ -286,6 +303,7 @@ class BoundedPasses:
         self.previous: np.ndarray | None = None
         self.group_of: np.ndarray | None = None
         self.history: list[tuple[int, int, int]] = []
+        self.where: dict[int, str | None] = {}  # chunk's first row -> worker with its bounds
 
     def __call__(self, X, aligned, centers, with_inertia: bool, moments_shift=None):
         from bigclust.driver import map_reduce
@@ -305,8 +323,13 @@ class BoundedPasses:
             with_inertia, moments_shift,
         )  # fmt: skip
         kernel = bounded_chunk_weighted if aligned else bounded_chunk
-        result = map_reduce(kernel, X, *aligned, params=params)
+        workers = None
+        if self.where and not isinstance(X, np.ndarray):  # each chunk where its bounds are
+            starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+            workers = [self.where.get(start) for start in starts]
+        result = map_reduce(kernel, X, *aligned, params=params, workers=workers)
         stats = result if moments_shift is None else result[0]
+        self.where = stats.where
         self.history.append((stats.rows, stats.computed, stats.tightened))
         self.previous = centers
         self.iteration += 1
