@@ -3,8 +3,8 @@
 Issue 13, part 2. Overlapping blobs (so that the fit takes 20+ iterations), 2M x 32 float32,
 k=64 and k=256, the same fixed initial centers (random rows) and default ``tol`` for every
 fit, all in this process: bigclust lloyd, bigclust elkan (bounds of groups of
-``--group-sizes`` centers: 10 is Yinyang's k/10, ``k`` is Hamerly's single bound, 1 is
-Elkan's bound per center), scikit-learn lloyd and elkan. Each is timed in a run of its own
+``--group-sizes`` centers: 0, the default, is Hamerly's single bound, 10 Yinyang's k/10
+groups, 1 Elkan's bound per center), scikit-learn lloyd and elkan. Each is timed in a run of its own
 calls (scikit-learn's OpenMP threads spin after a call and would steal a core from the next
 caller), medians of ``--repeat``. Prints the ratios, each fit's ``n_iter_`` and whether its
 labels equal scikit-learn Lloyd's, and for bigclust elkan the share of the row-center
@@ -12,7 +12,7 @@ distances skipped per iteration.
 
     python -m benchmarks.bench_elkan                      # threaded, k=64 and 256
     python -m benchmarks.bench_elkan --cluster            # also a LocalCluster 2 x 1 thread
-    python -m benchmarks.bench_elkan --n-clusters 64 --group-sizes 64 10 1
+    python -m benchmarks.bench_elkan --n-clusters 64 --group-sizes 0 10 1
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ def run(args, X, k, data, label):
 
 
 def _ours_elkan(k, init, data, group_size):
-    before = _elkan.GROUP_SIZE
-    _elkan.GROUP_SIZE = group_size
+    before = _elkan.CENTERS_PER_GROUP
+    _elkan.CENTERS_PER_GROUP = group_size or None
     try:
         return bigclust.KMeans(k, init=init, algorithm="elkan").fit(data)
     finally:
-        _elkan.GROUP_SIZE = before
+        _elkan.CENTERS_PER_GROUP = before
 
 
 def main(argv=None):
@@ -90,7 +90,13 @@ def main(argv=None):
     p.add_argument("--n-features", type=int, default=32)
     p.add_argument("--n-clusters", type=int, nargs="+", default=[64, 256])
     p.add_argument("--cluster-std", type=float, default=4.0)
-    p.add_argument("--group-sizes", type=int, nargs="+", default=[10])
+    p.add_argument(
+        "--group-sizes",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="centers per group of lower bounds; 0: one group (the default)",
+    )
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cluster", action="store_true", help="also on a LocalCluster 2 x 1")
     args = p.parse_args(argv)

@@ -259,7 +259,19 @@ def test_chunk_sums_are_lloyds_bits(overlapping, compiled, weighted, monkeypatch
     assert (ours.rows, ours.computed) == (len(X), len(X))
 
 
-def test_groups_cover_every_center():
+@pytest.mark.parametrize("centers_per_group", [4, 1])
+def test_grouped_bounds_equal_lloyd(overlapping, centers_per_group, monkeypatch):
+    """Yinyang's groups of lower bounds, and Elkan's one per center, give Lloyd's fit too."""
+    monkeypatch.setattr(_elkan, "CENTERS_PER_GROUP", centers_per_group)
+    X, init = overlapping
+    data = da.from_array(X.astype(np.float32), chunks=(700, 4))
+    elkan = fit(data, init, "elkan")
+    assert_same_fit(elkan, fit(data, init, "lloyd"))
+    assert skipped(elkan) > 0.3
+
+
+def test_groups_cover_every_center(monkeypatch):
+    monkeypatch.setattr(_elkan, "CENTERS_PER_GROUP", 10)
     centers = np.random.default_rng(0).normal(size=(37, 3))
     groups = _elkan.group_centers(centers, _elkan.n_groups(37))
     start, members = _elkan.group_members(groups)
@@ -274,3 +286,52 @@ def test_threaded_scheduler_keeps_no_bounds_after_the_fit(overlapping):
     with dask.config.set(scheduler="threads"):
         model = fit(da.from_array(X, chunks=(500, 4)), init, "elkan")
     assert not any(key[0] == model._bound_run for key in _elkan._STORE)
+
+
+@pytest.mark.parametrize("margin", [1.0, 0.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bounds_leave_rows_lloyds_rounding_could_flip_to_lloyd(dtype, margin, monkeypatch):
+    """Rows almost exactly between two centers far from the origin (where no shift applies):
+    which center Lloyd's float computation picks is decided by rounding, and changes when
+    the centers move by a few ulps. Bounds that prove a label without a margin for that
+    rounding keep the old label (``margin=0``, float32); ours send those rows to Lloyd's own
+    computation."""
+    monkeypatch.setattr(_elkan, "ROUNDING_MARGIN", margin)
+    rng = np.random.default_rng(0)
+    n = 4000
+    centers = np.array([[1000, 0.5, 0.25, 0.1], [999.9, -0.4, 0.2, -0.3],
+                        [-1000, 0.5, 0.25, 0.1], [-999.9, -0.4, 0.2, -0.3]])  # fmt: skip
+    assert kern.origin_shift(centers, dtype) is None  # no shift: rounding at |x| ~ 1000
+    # Rows on the bisecting planes of the two pairs of centers (up to the cast to dtype).
+    pair = np.arange(n) % 2 * 2
+    a, b = centers[pair], centers[pair + 1]
+    normal = (a - b) / np.linalg.norm(a - b, axis=1, keepdims=True)
+    X = (a + b) / 2 + rng.normal(scale=0.5, size=(n, 4))
+    X -= ((X - (a + b) / 2) * normal).sum(axis=1, keepdims=True) * normal
+    X[::4] += 10 * normal[::4]  # and a quarter of them clearly nearer one center
+    X = X.astype(dtype)
+    ulp = float(np.spacing(np.asarray(1000, dtype)))
+    moved = centers + rng.uniform(1, 3, centers.shape) * ulp
+    groups = np.zeros(4, np.int32)
+    members = _elkan.group_members(groups)
+    drift = np.sqrt(((moved - centers) ** 2).sum(axis=1)) * (1 + 1e-9)
+    first = _elkan.BoundParams(centers, "flip", 0, None, groups, members, None, False, None)
+    second = _elkan.BoundParams(moved, "flip", 1, drift, groups, members, drift.max(keepdims=True),
+                                False, None)  # fmt: skip
+    try:
+        _elkan._bounded(X, None, first, 0)
+        before = _elkan._STORE[("flip", 0)].labels.copy()
+        stats = _elkan._bounded(X, None, second, 0)
+        after = _elkan._STORE[("flip", 0)].labels
+    finally:
+        _elkan.drop_run("flip")
+    lloyd = kern.labels_block(X, moved)
+    np.testing.assert_array_equal(before, kern.labels_block(X, centers))
+    assert (lloyd != before).sum() > 20  # rounding did flip labels: the case is there
+    if margin == 0:  # what the margin is for
+        assert dtype == np.float64 or (after != lloyd).any()
+        return
+    np.testing.assert_array_equal(after, lloyd)
+    assert stats.computed <= n - n // 4  # ... and the bounds still settled the other rows
+    lloyd_stats = kern._lloyd(X, None, kern.LloydParams(moved))
+    np.testing.assert_array_equal(stats.sums, lloyd_stats.sums)
