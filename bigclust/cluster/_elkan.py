@@ -90,6 +90,7 @@ class BoundParams(NamedTuple):
     group_drift: np.ndarray | None  # (t,) the largest drift in each group
     with_inertia: bool
     moments_shift: np.ndarray | None  # column moments too, around this shift (first pass)
+    update_centers: bool = True  # sums and weights per center (else the inertia alone)
 
 
 class ElkanStats(NamedTuple):
@@ -283,15 +284,17 @@ def _lloyd_sums(block, sample_weight, labels, search, params, passes):
         if passes:
             X = np.ascontiguousarray(X)
             w = kern._NO_WEIGHTS if w is None else w
-            passes.accumulate(X, lab, w, shift, sums, weights)
+            if params.update_centers:
+                passes.accumulate(X, lab, w, shift, sums, weights)
             if params.with_inertia:
                 inertia += passes.inertia(X, lab, w, centers)
             continue
-        sums += kern.cluster_sums(X.astype(np.float64) - shift, lab, w, k)
-        weights += np.bincount(lab, weights=w, minlength=k)
+        if params.update_centers:
+            sums += kern.cluster_sums(X.astype(np.float64) - shift, lab, w, k)
+            weights += np.bincount(lab, weights=w, minlength=k)
         if params.with_inertia:
             inertia += kern._direct_inertia(X, lab, w, centers)
-    if search.shift is not None:
+    if params.update_centers and search.shift is not None:
         sums += np.outer(weights, shift)
     return sums, weights, inertia
 
@@ -320,7 +323,9 @@ class BoundedPasses:
         self.history: list[tuple[int, int, int]] = []
         self.where: dict[int, str | None] = {}  # chunk's first row -> worker with its bounds
 
-    def __call__(self, X, aligned, centers, with_inertia: bool, moments_shift=None):
+    def __call__(
+        self, X, aligned, centers, with_inertia: bool, moments_shift=None, update_centers=True
+    ):
         from bigclust.driver import map_reduce
 
         centers = np.asarray(centers, np.float64)
@@ -335,7 +340,7 @@ class BoundedPasses:
             np.maximum.at(group_drift, self.group_of, drift)
         params = BoundParams(
             centers, self.run, self.iteration, drift, self.group_of, self.groups, group_drift,
-            with_inertia, moments_shift,
+            with_inertia, moments_shift, update_centers,
         )  # fmt: skip
         kernel = bounded_chunk_weighted if aligned else bounded_chunk
         workers = None

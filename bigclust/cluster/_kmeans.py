@@ -232,12 +232,16 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         aligned = () if weights is None else (weights,)
         bounded = _elkan.BoundedPasses(self.n_clusters) if self.algorithm == "elkan" else None
         try:
-            result = self._iterate(X, weights, aligned, start, save, bounded)
+            centers, n_iter = self._iterate(X, weights, aligned, start, save, bounded)
+            if bounded is None:
+                inertia = self._inertia(X, weights, centers)
+            else:  # the same pass with the bounds: the same labels, the same inertia
+                inertia = bounded(X, aligned, centers, True, update_centers=False).inertia
         finally:
             if bounded is not None:
                 bounded.close()
                 self._bound_run, self._bound_history = bounded.run, bounded.history
-        return result
+        return centers, inertia, n_iter
 
     def _iterate(self, X, weights, aligned, start, save, bounded):
         progress = Progress("Lloyd", total=self.max_iter, rows=X.shape[0])
@@ -274,7 +278,7 @@ class KMeans(ModelFileMixin, CentroidEstimator):
                         f"tolerance {self._tol}."
                     )
                 break
-        return centers, self._inertia(X, weights, centers), i + 1
+        return centers, i + 1
 
     def _new_centers(self, stats, centers, X, aligned) -> np.ndarray:
         """Average the sums; relocate empty clusters as scikit-learn does: each empty cluster
