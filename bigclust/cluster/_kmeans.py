@@ -66,10 +66,10 @@ class KMeans(ModelFileMixin, CentroidEstimator):
     init_max_iter : int, default=None
         k-means|| rounds (passes over the data); ``None`` means 5.
     algorithm : {"lloyd", "elkan"}, default="lloyd"
-        ``"lloyd"``: every iteration computes the distance from every row to every center.
-        ``"elkan"``: the same iterations with the same results (labels, centers, ``n_iter_``,
-        ``inertia_``), skipping the distances that per-row bounds prove unnecessary, as
-        scikit-learn's ``algorithm="elkan"`` does. The bounds are Hamerly's (2010: an upper
+        Every distance from every row to every center each iteration (lloyd), or the same
+        iterations skipping the distances that per-row bounds rule out (elkan), with the
+        same results: labels, centers, ``n_iter_`` and ``inertia_`` equal Lloyd's, as
+        scikit-learn's ``algorithm="elkan"`` gives its Lloyd's answers. The bounds are Hamerly's (2010: an upper
         bound and one lower bound per row, 12 bytes per row), not Elkan's one per center:
         measured here they were as effective for 64 to 256 clusters and cheaper to keep
         (``benchmarks/bench_elkan.py``; Elkan's need ``k`` floats per row, 2 GB for 2M rows
