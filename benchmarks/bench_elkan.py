@@ -38,7 +38,7 @@ def timed(fn, repeat):
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+    return statistics.median(times), out, times
 
 
 def skipped(model, k) -> str:
@@ -46,33 +46,44 @@ def skipped(model, k) -> str:
     return " ".join(f"{r['skipped']:.2f}" for r in rows)
 
 
-def run(args, X, k, data, label):
+def run(args, X, k, data, label, peers=None):
+    """Time every fit (scikit-learn's: taken from ``peers`` if given); returns the results."""
     init = X[np.random.default_rng(1).choice(len(X), k, replace=False)].astype(np.float64)
     fits = {
         "sklearn lloyd": lambda: SkKMeans(k, init=init, n_init=1, algorithm="lloyd").fit(X),
         "sklearn elkan": lambda: SkKMeans(k, init=init, n_init=1, algorithm="elkan").fit(X),
         "bigclust lloyd": lambda: bigclust.KMeans(k, init=init).fit(data),
     }
+    if peers:
+        fits = {name: fn for name, fn in fits.items() if name not in peers}
     for size in args.group_sizes:
         fits[f"bigclust elkan g={size}"] = lambda size=size: _ours_elkan(k, init, data, size)
-    results = {}
+    results = dict(peers or {})
     for name, fn in fits.items():
         results[name] = timed(fn, args.repeat)
     ref, ours = results["sklearn lloyd"][1], np.asarray(results["bigclust lloyd"][1].labels_)
     print(f"\n== {label}: {X.shape[0]:,} x {X.shape[1]} {X.dtype}, k={k} ==")
     head = f"{'fit':24s} {'s':>8s} {'n_iter':>7s} {'/sk lloyd':>10s} {'/sk elkan':>10s}"
-    print(f"{head} =sk lloyd =our lloyd")
-    for name, (seconds, model) in results.items():
+    print(f"{head} =sk lloyd =our lloyd  runs")
+    ours_centers = results["bigclust lloyd"][1].cluster_centers_
+    for name, (seconds, model, times) in results.items():
         labels = np.asarray(model.labels_)
-        same = f"{bool((labels == ref.labels_).all())!s:9s} {bool((labels == ours).all())}"
+        same = f"{bool((labels == ref.labels_).all())!s:9s} {bool((labels == ours).all())!s:9s}"
+        runs = " ".join(f"{t:.2f}" for t in times)
         print(
             f"{name:24s} {seconds:8.2f} {model.n_iter_:7d} "
             f"{seconds / results['sklearn lloyd'][0]:10.2f} "
-            f"{seconds / results['sklearn elkan'][0]:10.2f} {same}"
+            f"{seconds / results['sklearn elkan'][0]:10.2f} {same}  {runs}"
         )
-    for name, (_, model) in results.items():
         if name.startswith("bigclust elkan"):
-            print(f"{name} skipped share per iteration: {skipped(model, k)}")
+            diff = np.abs(model.cluster_centers_ - ours_centers).max()
+            print(f"  centers vs bigclust lloyd: max abs difference {diff:.3g}")
+    for name, (_, model, _) in results.items():
+        if name.startswith("bigclust elkan"):
+            print(f"{name} skipped share per pass (the last: the final inertia): "
+                  f"{skipped(model, k)}")  # fmt: skip
+    print(f"load after: {os.getloadavg()}")
+    return results
 
 
 def _ours_elkan(k, init, data, group_size):
@@ -101,13 +112,15 @@ def main(argv=None):
     p.add_argument("--cluster", action="store_true", help="also on a LocalCluster 2 x 1")
     args = p.parse_args(argv)
     print(machine_info())
+    print(f"load before: {os.getloadavg()}")
     for k in args.n_clusters:
         X = make_blobs(args.n_samples, args.n_features, centers=k, cluster_std=args.cluster_std,
                        random_state=0)[0].compute(scheduler="threads")  # fmt: skip
         # numba's compiled passes loaded (and compiled, the first time) outside the timings.
         bigclust.KMeans(k, init=X[:k], algorithm="elkan", max_iter=2).fit(X[:200_000])
         with dask.config.set(scheduler="threads"):
-            run(args, X, k, X, "threaded")
+            results = run(args, X, k, X, "threaded")
+        peers = {name: results[name] for name in ("sklearn lloyd", "sklearn elkan")}
         if args.cluster:
             from distributed import Client, LocalCluster, wait
 
@@ -120,8 +133,8 @@ def main(argv=None):
             ):  # fmt: skip
                 on_workers = keep_in_memory(bigclust.as_dask_array(X), X)
                 wait(on_workers)
-                run(args, X, k, on_workers, "LocalCluster 2 procs x 1 thread")
-        print(f"load: {os.getloadavg()}")
+                run(args, X, k, on_workers, "LocalCluster 2 procs x 1 thread (scikit-learn: "
+                    "the threaded run's figures)", peers)  # fmt: skip
 
 
 if __name__ == "__main__":
