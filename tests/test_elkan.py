@@ -104,6 +104,26 @@ def test_ties_resolve_as_lloyd_in_a_chunk_whose_last_block_is_one_row(grid):
     assert_same_fit(elkan, lloyd)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_chunks_in_fortran_order(overlapping, dtype, monkeypatch):
+    """Lloyd's products read strided rows of such chunks; the unsettled rows are computed the
+    same way, not from a C-ordered copy (BLAS may round those differently)."""
+    X, init = overlapping
+    data = da.from_array(X.astype(dtype), chunks=(700, 4)).map_blocks(np.asfortranarray)
+    seen = []
+    original = _elkan._assign_failed
+
+    def spy(block, *args):
+        seen.append(block.flags.f_contiguous and not block.flags.c_contiguous)
+        return original(block, *args)
+
+    monkeypatch.setattr(_elkan, "_assign_failed", spy)
+    elkan = fit(data, init, "elkan")
+    assert seen and all(seen)
+    assert_same_fit(elkan, fit(data, init, "lloyd"))
+    assert skipped(elkan) > 0.1
+
+
 def test_on_every_scheduler(overlapping, scheduler):
     X, init = overlapping
     data = da.from_array(X.astype(np.float32), chunks=(600, 4))

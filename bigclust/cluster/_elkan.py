@@ -251,6 +251,14 @@ def _assign_failed(block, failed, search, params, radius, coef, rho_coef, state,
         return
     n, k = block.shape[0], len(params.centers)
     step = kern.block_rows(k, elements)
+    if not block.flags.c_contiguous:
+        # Lloyd's products read strided views of this chunk; a copy of some rows would go
+        # through BLAS another way. Recompute whole blocks of Lloyd's, as the same views.
+        for lo in np.unique(failed // step) * step:
+            rows = slice(int(lo), int(min(lo + step, n)))
+            _assign_exactly(block[rows], np.arange(rows.start, rows.stop), search, params,
+                            radius, coef, rho_coef, state, bounds)  # fmt: skip
+        return
     if n % step == 1 and failed[-1] == n - 1:  # Lloyd's last block is that one row
         _assign_exactly(block[n - 1 : n], failed[-1:], search, params, radius, coef,
                         rho_coef, state, bounds)  # fmt: skip
