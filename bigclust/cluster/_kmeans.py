@@ -75,11 +75,10 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         Elkan's per-center bounds at 64 and 256 clusters (``bigclust.cluster._elkan``;
         Elkan's need ``k`` floats per row, 2 GB for 2M rows and k=256). A bound test
         leaves a margin for the rounding of Lloyd's computation, and the rows it cannot
-        settle are computed exactly
-        as Lloyd computes them, so ties resolve the same. The bounds stay with each chunk
-        in the memory of the process that runs its task (a Dask worker on a cluster: each
-        chunk's task is sent back there), one pass to the next; a chunk whose bounds were
-        lost is assigned from full distances.
+        settle are computed exactly as Lloyd computes them, so ties resolve the same. The
+        bounds stay with each chunk in the memory of the process that runs its task (a
+        Dask worker on a cluster: each chunk's task is sent back there), one pass to the
+        next; a chunk whose bounds were lost is assigned from full distances.
     checkpoint : str or PathLike, default=None
         A directory (local path or fsspec URL) where the fit's full state is written
         atomically after every Lloyd iteration; the same fit started again with the same checkpoint
