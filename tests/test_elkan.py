@@ -369,3 +369,13 @@ def test_verbose_reports_lloyds_inertia_every_iteration(overlapping, capsys):
         return lines
 
     assert iterations("elkan") == iterations("lloyd")
+
+
+def test_a_nan_row_is_named(overlapping):
+    from bigclust.driver import NonFiniteInputError
+
+    X, init = overlapping
+    X = X.copy()
+    X[1234, 2] = np.nan
+    with pytest.raises(NonFiniteInputError, match="1234"):
+        KMeans(K, init=init, algorithm="elkan").fit(da.from_array(X, chunks=(1000, 4)))
