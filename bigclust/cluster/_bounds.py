@@ -79,6 +79,16 @@ def filter_rows(
     return n_failed, n_tightened
 
 
+@njit(cache=True, nogil=True, fastmath={"nnan", "nsz", "reassoc"}, inline="always")
+def _row_min(D, r):  # pragma: no cover - compiled
+    # In any order (the reduction vectorizes), assuming no NaN: a row with NaN makes the
+    # chunk's sums NaN, an error anyway. Infinities compare as they should.
+    m = D[r, 0]
+    for j in range(1, D.shape[1]):
+        m = min(m, D[r, j])
+    return m
+
+
 @njit(cache=True, nogil=True)
 def refresh_rows(
     D, Xs, new_labels, rows, group_start, members, radius, coef, rho_coef, labels, upper, lower
@@ -100,6 +110,11 @@ def refresh_rows(
         rho = rho_coef * n_bound
         upper[i] = (math.sqrt(max(np.float64(D[r, a]) + xsq + err, 0.0)) + rho) * _UP
         D[r, a] = np.inf  # the other centers only (D is the assignment's scratch)
+        if t == 1:  # one group: all of them, in order
+            m = _row_min(D, r)
+            low = math.sqrt(max(np.float64(m) + xsq - err, 0.0)) - rho
+            lower[i, 0] = max(low, 0.0) * _DOWN
+            continue
         for g in range(t):
             m = np.inf
             for idx in range(group_start[g], group_start[g + 1]):
