@@ -56,6 +56,7 @@ def run(args, X, k, data, label, peers=None):
     }
     if peers:
         fits = {name: fn for name, fn in fits.items() if name not in peers}
+    fits = {n: f for n, f in fits.items() if not n.startswith("sklearn") or n[8:] in args.sklearn}
     for size in args.group_sizes:
         fits[f"bigclust elkan g={size}"] = lambda size=size: _ours_elkan(k, init, data, size)
     results = dict(peers or {})
@@ -73,7 +74,7 @@ def run(args, X, k, data, label, peers=None):
         print(
             f"{name:24s} {seconds:8.2f} {model.n_iter_:7d} "
             f"{seconds / results['sklearn lloyd'][0]:10.2f} "
-            f"{seconds / results['sklearn elkan'][0]:10.2f} {same}  {runs}"
+            f"{seconds / results.get('sklearn elkan', (np.nan,))[0]:10.2f} {same}  {runs}"
         )
         if name.startswith("bigclust elkan"):
             diff = np.abs(model.cluster_centers_ - ours_centers).max()
@@ -109,6 +110,13 @@ def main(argv=None):
         help="centers per group of lower bounds; 0: one group (the default)",
     )
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--sklearn",
+        nargs="*",
+        default=["lloyd", "elkan"],
+        choices=["lloyd", "elkan"],
+        help="scikit-learn's algorithms to run (lloyd is needed)",
+    )
     p.add_argument("--cluster", action="store_true", help="also on a LocalCluster 2 x 1")
     args = p.parse_args(argv)
     print(machine_info())
@@ -120,7 +128,7 @@ def main(argv=None):
         bigclust.KMeans(k, init=X[:k], algorithm="elkan", max_iter=2).fit(X[:200_000])
         with dask.config.set(scheduler="threads"):
             results = run(args, X, k, X, "threaded")
-        peers = {name: results[name] for name in ("sklearn lloyd", "sklearn elkan")}
+        peers = {name: results[name] for name in results if name.startswith("sklearn")}
         if args.cluster:
             from distributed import Client, LocalCluster, wait
 
