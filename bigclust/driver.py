@@ -36,7 +36,7 @@ import numpy as np
 from dask._task_spec import Alias, Task, TaskRef
 from dask.base import tokenize
 from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from bigclust import _progress
 from bigclust._blas import single_blas_thread
@@ -172,7 +172,9 @@ def _aligned_blocks(X: da.Array, aligned: Sequence[da.Array]) -> list[_Chunks]:
     return blocks
 
 
-def _tree_graph(kernel, check_finite, data, aligned_data, shared, offsets, split_every):
+def _tree_graph(
+    kernel, check_finite, data, aligned_data, shared, offsets, split_every, workers=None
+):
     """One graph layer: a kernel task per block, then a tree of combine tasks.
 
     Built as one dict rather than one ``dask.delayed`` call per block: a delayed call
@@ -214,9 +216,26 @@ def _tree_graph(kernel, check_finite, data, aligned_data, shared, offsets, split
     graph = HighLevelGraph.merge(
         data.graph, *(a.graph for a in aligned_data), shared.__dask_graph__()
     )
-    layers = {**graph.layers, name: layer}
+    layers = {**graph.layers, name: _placed(layer, name, workers)}
     dependencies = {**graph.dependencies, name: set(graph.layers)}
     return Delayed(keys[0], HighLevelGraph(layers, dependencies), layer=name)
+
+
+def _placed(layer: dict, name: str, workers: Sequence[str | None] | None):
+    """The layer, with the kernel task of chunk ``i`` asked to run on ``workers[i]`` where
+    given (a loose restriction: any worker if that one is gone)."""
+    if not workers or not any(workers):
+        return layer
+
+    def where(key):
+        if key[1] == 0 and key[2] < len(workers) and workers[key[2]]:
+            return [workers[key[2]]]
+        return None
+
+    def loose(key):
+        return True if where(key) else None
+
+    return MaterializedLayer(layer, annotations={"workers": where, "allow_other_workers": loose})
 
 
 def _broadcast(params: Any):
@@ -233,6 +252,7 @@ def map_reduce(
     check_finite: bool = True,
     what: str = "X",
     split_every: int = SPLIT_EVERY,
+    workers: Sequence[str | None] | None = None,
 ) -> Any:
     """Apply ``kernel`` to every row chunk of ``X`` and combine the results as a tree.
 
@@ -257,6 +277,11 @@ def map_reduce(
         Name of the data in error messages.
     split_every : int, default=8
         Fan-in of the reduction tree.
+    workers : sequence of str or None, optional
+        On a distributed cluster, the worker that should run each chunk's kernel (``None``:
+        any), e.g. where the chunk's state from the previous pass lives; a loose
+        restriction, so a lost worker's chunks run elsewhere. Ignored by other schedulers
+        and in shared passes.
 
     Returns
     -------
@@ -272,15 +297,15 @@ def map_reduce(
     shared = getattr(_thread, "shared_passes", None)
     if shared is not None:  # inside run_together: this pass joins the others' next pass
         return shared.submit(_Request(kernel, X, aligned, params, check_finite, what, split_every))
-    return _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every)
+    return _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every, workers)
 
 
-def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every):
+def _map_reduce_now(kernel, X, aligned, params, check_finite, what, split_every, workers=None):
     offsets = _row_offsets(X.chunks[0])
     aligned_data = _aligned_blocks(X, aligned)
     shared = _broadcast(params)
     total = _tree_graph(
-        kernel, check_finite, _chunks_of(X), aligned_data, shared, offsets, split_every
+        kernel, check_finite, _chunks_of(X), aligned_data, shared, offsets, split_every, workers
     )
     with _blas_limited(), scheduler_errors(active_client()):
         result = _compute_tree(total, len(offsets) - 1)

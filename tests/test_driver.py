@@ -404,3 +404,22 @@ def test_persisted_array_on_a_distributed_client(distributed_client, data):
     np.testing.assert_allclose(total, data.sum(axis=0), rtol=1e-12)
     expected = KMeans(3, random_state=0).fit(data)
     np.testing.assert_allclose(fitted.cluster_centers_, expected.cluster_centers_, rtol=1e-9)
+
+
+def _where_run(block, params, start):
+    import collections
+
+    from distributed import get_worker
+
+    return collections.Counter({(start, get_worker().address): 1})
+
+
+def test_kernels_run_on_the_workers_asked_for(distributed_client):
+    X = da.from_array(np.ones((800, 3)), chunks=(100, 3))
+    addresses = sorted(distributed_client.scheduler_info()["workers"])
+    wanted = [addresses[i % 2] for i in range(8)][::-1]
+    with distributed_client.as_current(), dask.config.set(scheduler=distributed_client):
+        ran = map_reduce(_where_run, X, workers=wanted)
+        assert sorted(ran) == sorted(zip(range(0, 800, 100), wanted, strict=True))
+        # None: anywhere.
+        assert sum(map_reduce(_where_run, X, workers=[None] * 8).values()) == 8

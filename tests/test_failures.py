@@ -321,6 +321,36 @@ def test_a_worker_killed_mid_fit_changes_nothing(
         killable.add_worker(nanny=nanny, env=None if nanny else killable.env)
 
 
+def test_elkan_with_a_worker_killed_between_passes_equals_lloyd(
+    store, killable, undisturbed, monkeypatch
+):
+    """The worker holding some chunks' bounds dies between two bounded passes: those chunks
+    run elsewhere from full distances, and the fit is the undisturbed Lloyd fit, bit for bit."""
+    from test_cluster_processes import assert_same_fit
+
+    from bigclust.cluster import _elkan
+
+    victim = next(n for n in killable.alive_workers() if _has_nanny(killable, n))
+    address, pid = killable.addresses()[victim], killable.worker_pid(victim)
+    original = _elkan.BoundedPasses.__call__
+    held = []
+
+    def killing(self, *args, **kwargs):
+        if self.iteration == 1 and not held:  # after the first pass, before the second
+            held.append(sum(1 for where in self.where.values() if where == address))
+            os.kill(pid, signal.SIGKILL)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_elkan.BoundedPasses, "__call__", killing)
+    client = killable.client
+    with client.as_current(), dask.config.set(scheduler=client):
+        est = long_estimators()["KMeans"].set_params(algorithm="elkan").fit(store)
+    assert held and held[0] > 0  # the victim held bounds when it died
+    assert _dead(pid)
+    assert_same_fit(fitted_values(est), undisturbed["KMeans"], rtol=0)
+    killable.wait_for_workers()
+
+
 _CLIENT_SCRIPT = """
 import sys, dask
 from distributed import Client

@@ -11,11 +11,11 @@ import numpy as np
 from bigclust import _random
 from bigclust._checkpoint import Checkpoint
 from bigclust._input import check_min_samples, read_input, read_sample_weight, record_features
-from bigclust._params import Interval, validate_params
+from bigclust._params import Interval, Options, validate_params
 from bigclust._persist import ModelFileMixin
 from bigclust._progress import Progress, echo
 from bigclust._random import Key
-from bigclust.cluster import _init
+from bigclust.cluster import _elkan, _init
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster._base import CentroidEstimator
 from bigclust.driver import map_reduce, place, small_data_blas
@@ -67,6 +67,20 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         k-means|| candidates per round, as a multiple of ``n_clusters``.
     init_max_iter : int, default=None
         k-means|| rounds (passes over the data); ``None`` means 5.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Every distance from every row to every center each iteration (lloyd), or the same
+        iterations skipping the distances that per-row bounds rule out (elkan), with the
+        same results: labels, centers, ``n_iter_`` and ``inertia_`` equal Lloyd's, as
+        scikit-learn's ``algorithm="elkan"`` gives its Lloyd's answers. The bounds are
+        Hamerly's (2010: an upper bound and one lower bound per row, 12 bytes per row):
+        measured here, fits with them took less time than with Yinyang's per-group or
+        Elkan's per-center bounds at 64 and 256 clusters (``bigclust.cluster._elkan``;
+        Elkan's need ``k`` floats per row, 2 GB for 2M rows and k=256). A bound test
+        leaves a margin for the rounding of Lloyd's computation, and the rows it cannot
+        settle are computed exactly as Lloyd computes them, so ties resolve the same. The
+        bounds stay with each chunk in the memory of the process that runs its task (a
+        Dask worker on a cluster: each chunk's task is sent back there), one pass to the
+        next; a chunk whose bounds were lost is assigned from full distances.
     checkpoint : str or PathLike, default=None
         A directory (local path or fsspec URL) where the fit's full state is written
         atomically after every Lloyd iteration; the same fit started again with the same checkpoint
@@ -112,6 +126,7 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         oversampling_factor: float = 2.0,
         init_max_iter: int | None = None,
         checkpoint=None,
+        algorithm: str = "lloyd",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -123,12 +138,14 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         self.oversampling_factor = oversampling_factor
         self.init_max_iter = init_max_iter
         self.checkpoint = checkpoint
+        self.algorithm = algorithm
 
     _parameter_constraints: ClassVar[dict] = {
         **CentroidEstimator._parameter_constraints,
         "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
         "init_max_iter": [Interval(numbers.Integral, 1, None), None],
         "checkpoint": [str, os.PathLike, None],
+        "algorithm": [Options("lloyd", "elkan")],
     }
 
     # -- fit ----------------------------------------------------------------------------
@@ -217,6 +234,20 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         iterations, and whether they had ``converged``); ``save(state)`` after every
         iteration. Returns (centers, inertia, n_iter)."""
         aligned = () if weights is None else (weights,)
+        bounded = _elkan.BoundedPasses(self.n_clusters) if self.algorithm == "elkan" else None
+        try:
+            centers, n_iter = self._iterate(X, weights, aligned, start, save, bounded)
+            if bounded is None:
+                inertia = self._inertia(X, weights, centers)
+            else:  # the same pass with the bounds: the same labels, the same inertia
+                inertia = bounded(X, aligned, centers, True, update_centers=False).inertia
+        finally:
+            if bounded is not None:
+                bounded.close()
+                self._bound_run, self._bound_history = bounded.run, bounded.history
+        return centers, inertia, n_iter
+
+    def _iterate(self, X, weights, aligned, start, save, bounded):
         progress = Progress("Lloyd", total=self.max_iter, rows=X.shape[0])
         centers, i = start["centers"], start["iteration"] - 1
         for i in progress.iterate(
@@ -225,13 +256,10 @@ class KMeans(ModelFileMixin, CentroidEstimator):
             params = kern.LloydParams(centers, with_inertia=bool(self.verbose))
             if self._tol is None:
                 shift = centers.mean(axis=0)
-                stats, moments = map_reduce(
-                    kern.lloyd_and_moments_chunk, X, *aligned, params=(params, shift)
-                )
+                stats, moments = _lloyd_pass(X, aligned, params, shift, bounded)
                 self._tol = float(np.mean(moments.variance()) * self.tol) if self.tol else 0.0
             else:
-                chunk_kernel = kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk
-                stats = map_reduce(chunk_kernel, X, *aligned, params=params)
+                stats = _lloyd_pass(X, aligned, params, None, bounded)
             if self.verbose:
                 echo(f"Iteration {i}, inertia {stats.inertia}.")
             new_centers = self._new_centers(stats, centers, X, aligned)
@@ -254,7 +282,7 @@ class KMeans(ModelFileMixin, CentroidEstimator):
                         f"tolerance {self._tol}."
                     )
                 break
-        return centers, self._inertia(X, weights, centers), i + 1
+        return centers, i + 1
 
     def _new_centers(self, stats, centers, X, aligned) -> np.ndarray:
         """Average the sums; relocate empty clusters as scikit-learn does: each empty cluster
@@ -277,3 +305,14 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         # Clusters still empty (all rows on their centers): at the largest cluster, not at 0.
         new[~filled] = new[np.argmax(weights)]
         return new
+
+
+def _lloyd_pass(X, aligned, params, moments_shift, bounded):
+    """One Lloyd step's statistics over ``X`` (and the column moments around
+    ``moments_shift`` if given): every distance, or through ``bounded``'s bounds."""
+    if bounded is not None:
+        return bounded(X, aligned, params.centers, params.with_inertia, moments_shift)
+    if moments_shift is not None:
+        return map_reduce(kern.lloyd_and_moments_chunk, X, *aligned, params=(params, moments_shift))
+    chunk_kernel = kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk
+    return map_reduce(chunk_kernel, X, *aligned, params=params)
