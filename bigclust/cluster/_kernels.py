@@ -542,20 +542,34 @@ KEY_PARALLEL_ROUND = _random.Key.PARALLEL_ROUND
 def parallel_round_chunk(block, *rest) -> Sampled:
     """Cost of a chunk against the current candidates, and its rows that may be sampled."""
     *weights, params, start = rest
-    candidates = params.candidates
     w = weights[0].astype(np.float64) if weights else None
-    u = 1.0 - _random.rows_random(
+    return parallel_round(block, w, params, start, parallel_round_uniforms(params, start, len(block)))
+
+
+def parallel_round_uniforms(params: ParallelRoundParams, start: int, n_rows: int) -> np.ndarray:
+    """The uniforms in (0, 1] of a k-means|| round for global rows ``[start, start + n_rows)``."""
+    return 1.0 - _random.rows_random(
         params.seed,
         (KEY_PARALLEL_ROUND, params.round),
         start,
-        start + block.shape[0],
+        start + n_rows,
         lambda rng, m: rng.random(m),
     )
+
+
+def parallel_round(block, w, params: ParallelRoundParams, start, u, min_squared=None) -> Sampled:
+    """:func:`parallel_round_chunk` given the chunk's float64 weights (or ``None``) and
+    uniforms ``u``; ``min_squared(search, rows)`` (default ``search.min_squared(rows)``) is
+    the squared distance of each row to its nearest candidate."""
+    candidates = params.candidates
     cost = 0.0
     keys, rows = [], []
     search = Nearest(candidates, block.dtype)
     for r in row_blocks(block.shape[0], len(candidates)):
-        dist = search.min_squared(block[r]).astype(np.float64)
+        if min_squared is None:
+            dist = search.min_squared(block[r]).astype(np.float64)
+        else:
+            dist = min_squared(search, block, r).astype(np.float64)
         if w is not None:
             dist *= w[r]
         cost += float(dist.sum())
@@ -629,16 +643,28 @@ KEY_PLUSPLUS = _random.Key.PLUSPLUS
 def plusplus_chunk(block, *rest) -> PlusPlusStats:
     """One greedy k-means++ step over a chunk (see :class:`PlusPlusStats`)."""
     *weights, params, start = rest
-    centers, trials = params.centers, params.trials
-    n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
     w = weights[0].astype(np.float64) if weights else None
-    exp = _random.rows_random(
+    return plusplus_step(block, w, params, start, plusplus_races(params, start, len(block)))
+
+
+def plusplus_races(params: PlusPlusParams, start: int, n_rows: int) -> np.ndarray:
+    """The (rows x next trials) exponentials of a k-means++ step for global rows
+    ``[start, start + n_rows)``."""
+    s = params.n_next_trials
+    return _random.rows_random(
         params.seed,
         (KEY_PLUSPLUS, params.step),
         start,
-        start + block.shape[0],
+        start + n_rows,
         lambda rng, m: rng.standard_exponential((m, s)),
     )
+
+
+def plusplus_step(block, w, params: PlusPlusParams, start: int, exp) -> PlusPlusStats:
+    """:func:`plusplus_chunk` given the chunk's float64 weights (or ``None``) and its
+    exponentials ``exp`` (:func:`plusplus_races`)."""
+    centers, trials = params.centers, params.trials
+    n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
     search = Nearest(np.vstack([centers, trials]), block.dtype)
     potential = np.zeros(n_trials)
     score = np.full((n_trials, s), np.inf)
