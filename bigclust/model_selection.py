@@ -33,8 +33,8 @@ from typing import Any
 
 from sklearn.base import clone
 
+from bigclust import _together  # noqa: F401 - registers the kernels' together forms
 from bigclust._input import Input, read_input
-from bigclust.cluster import _together  # noqa: F401 - registers the K-Means together forms
 from bigclust.driver import place, run_together
 
 __all__ = ["Sweep", "fit_together", "sweep"]

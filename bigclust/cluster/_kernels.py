@@ -543,7 +543,8 @@ def parallel_round_chunk(block, *rest) -> Sampled:
     """Cost of a chunk against the current candidates, and its rows that may be sampled."""
     *weights, params, start = rest
     w = weights[0].astype(np.float64) if weights else None
-    return parallel_round(block, w, params, start, parallel_round_uniforms(params, start, len(block)))
+    u = parallel_round_uniforms(params, start, block.shape[0])
+    return parallel_round(block, w, params, start, u)
 
 
 def parallel_round_uniforms(params: ParallelRoundParams, start: int, n_rows: int) -> np.ndarray:
@@ -559,8 +560,9 @@ def parallel_round_uniforms(params: ParallelRoundParams, start: int, n_rows: int
 
 def parallel_round(block, w, params: ParallelRoundParams, start, u, min_squared=None) -> Sampled:
     """:func:`parallel_round_chunk` given the chunk's float64 weights (or ``None``) and
-    uniforms ``u``; ``min_squared(search, rows)`` (default ``search.min_squared(rows)``) is
-    the squared distance of each row to its nearest candidate."""
+    uniforms ``u``; ``min_squared(search, block, r)`` (default
+    ``search.min_squared(block[r])``) is the squared distance of each row of ``block[r]`` to
+    its nearest candidate."""
     candidates = params.candidates
     cost = 0.0
     keys, rows = [], []
@@ -644,7 +646,7 @@ def plusplus_chunk(block, *rest) -> PlusPlusStats:
     """One greedy k-means++ step over a chunk (see :class:`PlusPlusStats`)."""
     *weights, params, start = rest
     w = weights[0].astype(np.float64) if weights else None
-    return plusplus_step(block, w, params, start, plusplus_races(params, start, len(block)))
+    return plusplus_step(block, w, params, start, plusplus_races(params, start, block.shape[0]))
 
 
 def plusplus_races(params: PlusPlusParams, start: int, n_rows: int) -> np.ndarray:

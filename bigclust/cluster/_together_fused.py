@@ -60,7 +60,7 @@ def assign_and_sum(P, centers_sq, X64, shift, weights, labels, sums, totals):  #
     ``P += centers_sq`` gives, in the dtype of ``P``; NumPy's argmin rule); if ``sums`` is not
     empty, ``sums[j] += w_i (x_i - shift)`` and ``totals[j] += w_i`` over the rows of label
     ``j`` (``weights`` empty: every weight is 1, added as ``1 * v`` is: exactly ``v``)."""
-    n, k = P.shape
+    n = P.shape[0]
     d = X64.shape[1]
     weighted = weights.shape[0] > 0
     accumulate = sums.shape[0] > 0

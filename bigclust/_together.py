@@ -1,4 +1,4 @@
-"""Together forms of the K-Means kernels: many models' statistics from one chunk, cheaper than
+"""Together forms of the kernels: many models' statistics from one chunk, cheaper than
 one kernel call per model, each model's bits exactly those of its own kernel.
 
 Shared passes (:func:`bigclust.driver.run_together`) hand a chunk to every model still
@@ -63,8 +63,8 @@ class _Model:
         self.params = params
         self.search = kern.Nearest(params.centers, dtype)
         self.centers = np.asarray(params.centers, np.float64)
-        self.shift = np.zeros(d) if self.search.shift is None else self.search.shift.astype(
-            np.float64
+        self.shift = (
+            np.zeros(d) if self.search.shift is None else self.search.shift.astype(np.float64)
         )
         self.sums = np.zeros((k, d), np.float64)
         self.weights = np.zeros(k, np.float64)
@@ -78,8 +78,10 @@ class _Model:
         if params.update_centers:
             block_sums[:] = 0.0
             block_totals[:] = 0.0
-            fused.assign_and_sum(P, search.centers_sq, X64, self.shift,
-                                 _EMPTY if w is None else w, labels, block_sums, block_totals)  # fmt: skip
+            weights = _EMPTY if w is None else w
+            fused.assign_and_sum(
+                P, search.centers_sq, X64, self.shift, weights, labels, block_sums, block_totals
+            )
             self.sums += block_sums
             self.weights += block_totals
         else:
@@ -164,12 +166,12 @@ def _fused_min_squared(fused, norms, scratch):
 
     def min_squared(search, block, r):
         X = search.shifted(block[r])
-        P = np.matmul(search.minus_2_centers_t.T, X.T,
-                      out=search._scratch("transposed", (search.n_centers, X.shape[0])))  # fmt: skip
+        out = search._scratch("transposed", (search.n_centers, X.shape[0]))
+        P = np.matmul(search.minus_2_centers_t.T, X.T, out=out)
         row_norms = norms[r] if search.shift is None else np.einsum("ij,ij->i", X, X)
-        out = scratch[: X.shape[0]]
-        fused.min_squared_t(P, search.centers_sq, row_norms, block.dtype.type(0), out)
-        return out
+        dist = scratch[: X.shape[0]]
+        fused.min_squared_t(P, search.centers_sq, row_norms, block.dtype.type(0), dist)
+        return dist
 
     return min_squared
 
@@ -238,12 +240,20 @@ def nearest_weights_together(block, *rest) -> list[np.ndarray]:
         totals = np.empty(len(candidates))
         for r in kern.row_blocks(block.shape[0], len(candidates)):
             X = search.shifted(block[r])
-            P = np.matmul(X, search.minus_2_centers_t,
-                          out=search._scratch("distances", (X.shape[0], search.n_centers)))  # fmt: skip
+            out = search._scratch("distances", (X.shape[0], search.n_centers))
+            P = np.matmul(X, search.minus_2_centers_t, out=out)
             totals[:] = 0.0
-            fused.assign_and_sum(P, search.centers_sq, no_rows, no_shift,
-                                 _EMPTY if w is None else w[r], labels[: X.shape[0]], _EMPTY_2D,
-                                 totals)  # fmt: skip
+            weights = _EMPTY if w is None else w[r]
+            fused.assign_and_sum(
+                P,
+                search.centers_sq,
+                no_rows,
+                no_shift,
+                weights,
+                labels[: X.shape[0]],
+                _EMPTY_2D,
+                totals,
+            )
             counts += totals
         out.append(counts)
     return out
@@ -252,7 +262,7 @@ def nearest_weights_together(block, *rest) -> list[np.ndarray]:
 # --- Gaussian mixtures' E-step ------------------------------------------------------------
 
 
-def _e_step_one(block, XT64, model) -> "gk.GaussianStats":
+def _e_step_one(block, XT64, model) -> gk.GaussianStats:
     """``gk.e_step_stats`` for one model, from the chunk's transposed float64 copy ``XT64``:
     ``XT64 - shift`` is the very ``float64(x) - shift`` of its own feature matrix."""
     n_rows, d = block.shape
