@@ -416,17 +416,10 @@ def _run_together_form(together, checks, block, *rest):
     *aligned, params_list, start = rest
     with np.errstate(invalid="ignore", over="ignore"), _task_blas():
         stats_list = together(block, *aligned, list(params_list), start)
-    partials = []
-    row = ...  # scanned at most once, for the first request whose statistics are non-finite
-    for check, stats in zip(checks, stats_list, strict=True):
-        bad = None
-        if check and not _all_finite(stats):
-            if row is ...:
-                row = first_nonfinite_row(block)
-            if row is not None:
-                bad = (start + row, start, start + block.shape[0])
-        partials.append(_Partial(stats, bad))
-    return partials
+    suspect = [c and not _all_finite(s) for c, s in zip(checks, stats_list, strict=True)]
+    row = first_nonfinite_row(block) if any(suspect) else None  # one scan for all requests
+    bad = None if row is None else (start + row, start, start + block.shape[0])
+    return [_Partial(s, bad if f else None) for s, f in zip(stats_list, suspect, strict=True)]
 
 
 def _run_many(block, *rest):
