@@ -323,7 +323,8 @@ def _compute_tree(total: Delayed, n_chunks: int) -> Any:
 # too, and then the waiting requests over the same array run as ONE pass whose task per chunk
 # applies every request's kernel to the chunk in turn. Each request's statistics are combined
 # in the same tree as alone, so every fit's result is bitwise the one it gets alone; a fit that
-# has converged has left, so the others' passes go on without it.
+# has converged has left, so the others' passes go on without it. Requests of a kernel with a
+# together form (together_form; bigclust/_together.py) are served by one call of it per chunk.
 
 _thread = threading.local()
 
