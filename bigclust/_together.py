@@ -15,7 +15,8 @@ that replay the same floating-point operations in the same order:
   the rows' squared norms, once; per model, one loop over its product for the distance to the
   nearest candidate (instead of three NumPy passes and a reduction); the weighting pass
   (:func:`nearest_weights_together`) likewise for few candidates;
-- greedy k-means++ steps (:func:`plusplus_together`): the exponentials of one seed and step;
+- greedy k-means++ steps (:func:`plusplus_together`): the exponentials of one seed and step
+  and the rows' norms, once; per model, one loop over its product for the squared distances;
 - Gaussian mixtures' E-steps (:func:`e_step_together`): the transposed float64 copy of the
   chunk, once (each model's feature matrix starts from it).
 
@@ -235,17 +236,38 @@ def parallel_round_together(block, *rest) -> list[kern.Sampled]:
 @together_form(kern.plusplus_chunk)
 def plusplus_together(block, *rest) -> list[kern.PlusPlusStats]:
     """:func:`~bigclust.cluster._kernels.plusplus_chunk` for many models' params: the
-    exponentials of one seed, step and number of trials drawn once."""
+    exponentials of one seed, step and number of trials drawn once, the rows' norms computed
+    once, each model's squared distances in one compiled loop over its product."""
     *weights, params_list, start = rest
     w = weights[0].astype(np.float64) if weights else None
+    fused = _fused(block.shape[0], len(params_list))
+    squared_t = None if fused is None else _fused_squared_t(fused, block)
     races: dict = {}
     out = []
     for params in params_list:
         key = (params.seed, params.step, params.n_next_trials)
         if key not in races:
             races[key] = kern.plusplus_races(params, start, block.shape[0])
-        out.append(kern.plusplus_step(block, w, params, start, races[key]))
+        out.append(kern.plusplus_step(block, w, params, start, races[key], squared_t))
     return out
+
+
+def _fused_squared_t(fused, block):
+    """``search.squared_t(block[r]).astype(np.float64)`` by one compiled loop over the
+    search's product (the chunk's row norms reused when the search has no shift)."""
+    norms = np.einsum("ij,ij->i", block, block)
+    zero = block.dtype.type(0)
+
+    def squared_t(search, block, r):
+        X = search.shifted(block[r])
+        buffer = search._scratch("transposed", (search.n_centers, X.shape[0]))
+        P = np.matmul(search.minus_2_centers_t.T, X.T, out=buffer)
+        row_norms = norms[r] if search.shift is None else np.einsum("ij,ij->i", X, X)
+        out = np.empty(P.shape)
+        fused.squared_t64(P, search.centers_sq, row_norms, zero, out)
+        return out
+
+    return squared_t
 
 
 @together_form(kern.nearest_weights_chunk)

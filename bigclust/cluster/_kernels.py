@@ -662,9 +662,13 @@ def plusplus_races(params: PlusPlusParams, start: int, n_rows: int) -> np.ndarra
     )
 
 
-def plusplus_step(block, w, params: PlusPlusParams, start: int, exp) -> PlusPlusStats:
+def plusplus_step(
+    block, w, params: PlusPlusParams, start: int, exp, squared_t=None
+) -> PlusPlusStats:
     """:func:`plusplus_chunk` given the chunk's float64 weights (or ``None``) and its
-    exponentials ``exp`` (:func:`plusplus_races`)."""
+    exponentials ``exp`` (:func:`plusplus_races`); ``squared_t(search, block, r)`` (default
+    ``search.squared_t(block[r]).astype(np.float64)``) gives the squared distances of the
+    rows ``block[r]`` to the centers and trials."""
     centers, trials = params.centers, params.trials
     n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
     search = Nearest(np.vstack([centers, trials]), block.dtype)
@@ -674,7 +678,10 @@ def plusplus_step(block, w, params: PlusPlusParams, start: int, exp) -> PlusPlus
     points = np.zeros((n_trials, s, d))
     for r in row_blocks(block.shape[0], search.n_centers):
         X = block[r]
-        D = search.squared_t(X).astype(np.float64)  # (centers + trials, b)
+        if squared_t is None:
+            D = search.squared_t(X).astype(np.float64)  # (centers + trials, b)
+        else:
+            D = squared_t(search, block, r)
         current = D[: len(centers)].min(axis=0)
         with_trial = np.minimum(current, D[len(centers) :])  # (t, b)
         if w is not None:

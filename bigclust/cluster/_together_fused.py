@@ -96,3 +96,17 @@ def min_squared_t(P, centers_sq, norms, zero, out):  # pragma: no cover - compil
                 v = zero
             m = out[i]
             out[i] = v if (v < m or np.isnan(v)) else m
+
+
+@njit(cache=True, nogil=True)
+def squared_t64(P, centers_sq, norms, zero, out):  # pragma: no cover - compiled
+    """``out = float64(max((P + centers_sq[:, None]) + norms, zero))``: what
+    ``Nearest.squared_t(X).astype(np.float64)`` computes from its product ``P`` (NaN kept)."""
+    k, n = P.shape
+    for j in range(k):
+        c = centers_sq[j]
+        for i in range(n):
+            v = (P[j, i] + c) + norms[i]
+            if v < zero:
+                v = zero
+            out[j, i] = v
