@@ -128,3 +128,17 @@ def test_fits_together_use_the_together_forms_and_match_alone(monkeypatch):
     assert not used
     for together, single in zip([*kmeans, *mixtures], alone, strict=True):
         _same(together, single)
+
+
+def test_compiled_off_leaves_every_model_to_its_own_kernel(monkeypatch):
+    """``BIGCLUST_COMPILED=0`` (``USE_COMPILED = False``): numba is never loaded here either."""
+
+    def refuse():
+        raise AssertionError("the compiled loops were loaded")
+
+    monkeypatch.setattr(kern, "USE_COMPILED", False)
+    monkeypatch.setattr(tg, "_compiled", refuse)
+    X = _rows(np.float32)
+    params = [kern.LloydParams(_centers(X, k, k)) for k in (2, 3)]
+    for mine, p in zip(tg.lloyd_together(X, params, 0), params, strict=True):
+        assert _equal(mine, kern.lloyd_chunk(X, p, 0))
