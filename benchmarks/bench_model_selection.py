@@ -1,14 +1,19 @@
 """Ten models in shared passes against the same ten fitted one after another.
 
 A Zarr store on local disk (zstd by default: every pass reads and decompresses every chunk).
-Shared passes save reads, not arithmetic, so they pay where a pass is I/O-bound: a store
-larger than the page cache, or in object storage. ``--cold`` (the default when this process
-may, as root) drops the page cache before every pass of both modes, so that every pass reads
-the disk as it would for such a store; ``--warm`` keeps it (compute-bound, the worst case
-for sharing). KMeans for k = 1..10
-(k-means|| init) and GaussianMixture for k = 1..10 (diag, k-means++ init), each fitted by
-:func:`bigclust.model_selection.sweep` and one after another; same process, same data, the
-results checked equal.
+Shared passes read (and decompress) each chunk once for all the models, and run the models'
+kernels on it through their together forms (:mod:`bigclust._together`), which share only the
+work that leaves every model's bits unchanged; the rest of the arithmetic stays one model's
+each. They pay most where a pass is I/O-bound: a store larger than the page cache, or in
+object storage. By default (when this process may, as root) the page cache is dropped before
+every pass of both modes, so that every pass reads the disk as it would for such a store;
+``--warm`` keeps it (compute-bound, the worst case for sharing). KMeans for k = 1..10
+(k-means|| init) and GaussianMixture for k = 1..10 (diag, k-means++ init), fitted by
+:func:`bigclust.model_selection.fit_together` (``--what fit``, the default) or
+:func:`~bigclust.model_selection.sweep` (``--what sweep``: the fits plus the figures, i.e.
+the silhouettes' or the scores' passes, which the fits one after another do not make), and
+one after another; same process, same data, the results checked equal. The machine's load
+average is printed before and after.
 
     python -m benchmarks.bench_model_selection [--n-samples 4000000] [--codec zstd]
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 import warnings
 
@@ -29,7 +35,7 @@ import bigclust
 from benchmarks._common import Row, machine_info, print_table, scratch
 from bigclust import driver
 from bigclust.datasets import make_blobs, write_zarr
-from bigclust.model_selection import sweep
+from bigclust.model_selection import fit_together, sweep
 
 
 def drop_page_cache() -> bool:
@@ -74,8 +80,12 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-iter", type=int, default=10)
     parser.add_argument("--warm", action="store_true", help="keep the page cache between passes")
+    parser.add_argument(
+        "--what", default="fit", choices=["fit", "sweep"], help="fit_together, or sweep"
+    )
     args = parser.parse_args(argv)
     print(f"# bench_model_selection on {machine_info()}")
+    print("# load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     warnings.simplefilter("ignore", ConvergenceWarning)
     rows = []
     cold = not args.warm and drop_page_cache()
@@ -98,8 +108,15 @@ def main(argv=None) -> None:
         ]  # fmt: skip
         for name, template, grid in cases:
             shared, alone = [], []
+
+            def together(t=template, g=grid):
+                if args.what == "sweep":
+                    return sweep(t, g, str(path)).models
+                key, values = next(iter(g.items()))
+                return fit_together([clone(t).set_params(**{key: v}) for v in values], str(path))
+
             for _ in range(args.repeats):
-                t, result, _ = timed(lambda t=template, g=grid: sweep(t, g, str(path)))
+                t, result, _ = timed(together)
                 shared.append(t)
 
                 def one_after_another(t=template, g=grid):
@@ -109,19 +126,20 @@ def main(argv=None) -> None:
 
                 t, models, _ = timed(one_after_another)
                 alone.append(t)
-                for a, b in zip(result.models, models, strict=True):
+                for a, b in zip(result, models, strict=True):
                     left = getattr(a, "cluster_centers_", None)
                     left = a.means_ if left is None else left
                     right = getattr(b, "cluster_centers_", None)
                     right = b.means_ if right is None else right
                     assert np.array_equal(left, right), "shared passes changed a result"
-            note = f"{args.codec}, {'cold every pass' if cold else 'page cache warm'}"
+            note = f"{args.what}, {args.codec}, {'cold every pass' if cold else 'page cache warm'}"
             rows.append(Row(name, float(np.median(shared)), float(np.median(alone)), "s", note))
     print_table(
         f"{args.n_samples:,} x {args.n_features} float32 Zarr store, medians of {args.repeats}",
         rows,
         peer_name="one after another",
     )
+    print("# load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

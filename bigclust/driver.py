@@ -60,6 +60,7 @@ __all__ = [
     "read_block",
     "run_together",
     "take_rows",
+    "together_form",
     "stream_fold",
 ]
 
@@ -347,7 +348,8 @@ def _compute_tree(total: Delayed, n_chunks: int) -> Any:
 # too, and then the waiting requests over the same array run as ONE pass whose task per chunk
 # applies every request's kernel to the chunk in turn. Each request's statistics are combined
 # in the same tree as alone, so every fit's result is bitwise the one it gets alone; a fit that
-# has converged has left, so the others' passes go on without it.
+# has converged has left, so the others' passes go on without it. Requests of a kernel with a
+# together form (together_form; bigclust/_together.py) are served by one call of it per chunk.
 
 _thread = threading.local()
 
@@ -415,16 +417,74 @@ class _SharedPasses:
                 _run_shared_pass(requests)
 
 
+#: ``kernel -> together``: kernels with a form that serves several requests on one chunk
+#: faster than calling the kernel once per request, ``together(block, *aligned_blocks,
+#: params_list, start) -> list of stats``, each exactly (bitwise) the statistics the kernel
+#: gives for those params alone. Filled by :func:`together_form`.
+_TOGETHER: dict[Callable[..., Any], Callable[..., list]] = {}
+
+
+def together_form(kernel: Callable[..., Any]):
+    """Register the decorated function as the form of ``kernel`` that shared passes use for
+    two or more requests of it (see :data:`_TOGETHER`); it must give every request the very
+    bits ``kernel`` gives it alone (same operations in the same order): only the work that
+    does not depend on the request (casts, norms, reading the chunk) is done once."""
+
+    def register(together: Callable[..., list]) -> Callable[..., list]:
+        _TOGETHER[kernel] = together
+        return together
+
+    return register
+
+
+def _run_together_form(together, checks, block, *rest):
+    """A together form over one chunk: one :class:`_Partial` per request (as _run_kernel)."""
+    *aligned, params_list, start = rest
+    with np.errstate(invalid="ignore", over="ignore"), _task_blas():
+        stats_list = together(block, *aligned, list(params_list), start)
+    suspect = [c and not _all_finite(s) for c, s in zip(checks, stats_list, strict=True)]
+    row = first_nonfinite_row(block) if any(suspect) else None  # one scan for all requests
+    bad = None if row is None else (start + row, start, start + block.shape[0])
+    return [_Partial(s, bad if f else None) for s, f in zip(stats_list, suspect, strict=True)]
+
+
 def _run_many(block, *rest):
-    """One chunk, every request's kernel: a tuple of their partial statistics."""
+    """One chunk, every request's kernel: a tuple of their partial statistics.
+
+    A spec is ``(kernel, check_finite, params)`` for one request, or ``(together form,
+    checks, params_list)`` for several requests of one kernel (:func:`_shared_specs`)."""
     *aligned, specs, start = rest
-    return tuple(_run_kernel(kernel, check, block, *aligned, params, start)
-                 for kernel, check, params in specs)  # fmt: skip
+    out = []
+    for fn, check, params in specs:
+        if isinstance(check, tuple):
+            out.extend(_run_together_form(fn, check, block, *aligned, params, start))
+        else:
+            out.append(_run_kernel(fn, check, block, *aligned, params, start))
+    return tuple(out)
+
+
+def _shared_specs(requests: list[_Request]) -> tuple[tuple, list[_Request]]:
+    """The specs of one shared pass and the requests in the order of its results: requests
+    of a kernel with a together form run through it (two or more of them), the others one by
+    one."""
+    by_kernel: dict = {}
+    for request in requests:
+        by_kernel.setdefault(request.kernel, []).append(request)
+    specs, order = [], []
+    for kernel, group in by_kernel.items():
+        together = _TOGETHER.get(kernel)
+        if together is not None and len(group) > 1:
+            checks = tuple(r.check_finite for r in group)
+            specs.append((together, checks, tuple(r.params for r in group)))
+        else:
+            specs.extend((kernel, r.check_finite, r.params) for r in group)
+        order.extend(group)
+    return tuple(specs), order
 
 
 def _run_shared_pass(requests: list[_Request]) -> None:
     first = requests[0]
-    specs = tuple((r.kernel, r.check_finite, r.params) for r in requests)
+    specs, requests = _shared_specs(requests)
     try:
         partials = _map_reduce_now(
             _run_many, first.X, first.aligned, specs, False, first.what, first.split_every

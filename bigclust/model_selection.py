@@ -33,6 +33,7 @@ from typing import Any
 
 from sklearn.base import clone
 
+from bigclust import _together  # noqa: F401 - registers the kernels' together forms
 from bigclust._input import Input, read_input
 from bigclust.driver import place, run_together
 

@@ -542,20 +542,36 @@ KEY_PARALLEL_ROUND = _random.Key.PARALLEL_ROUND
 def parallel_round_chunk(block, *rest) -> Sampled:
     """Cost of a chunk against the current candidates, and its rows that may be sampled."""
     *weights, params, start = rest
-    candidates = params.candidates
     w = weights[0].astype(np.float64) if weights else None
-    u = 1.0 - _random.rows_random(
+    u = parallel_round_uniforms(params, start, block.shape[0])
+    return parallel_round(block, w, params, start, u)
+
+
+def parallel_round_uniforms(params: ParallelRoundParams, start: int, n_rows: int) -> np.ndarray:
+    """The uniforms in (0, 1] of a k-means|| round for global rows ``[start, start + n_rows)``."""
+    return 1.0 - _random.rows_random(
         params.seed,
         (KEY_PARALLEL_ROUND, params.round),
         start,
-        start + block.shape[0],
+        start + n_rows,
         lambda rng, m: rng.random(m),
     )
+
+
+def parallel_round(block, w, params: ParallelRoundParams, start, u, min_squared=None) -> Sampled:
+    """:func:`parallel_round_chunk` given the chunk's float64 weights (or ``None``) and
+    uniforms ``u``; ``min_squared(search, block, r)`` (default
+    ``search.min_squared(block[r])``) is the squared distance of each row of ``block[r]`` to
+    its nearest candidate."""
+    candidates = params.candidates
     cost = 0.0
     keys, rows = [], []
     search = Nearest(candidates, block.dtype)
     for r in row_blocks(block.shape[0], len(candidates)):
-        dist = search.min_squared(block[r]).astype(np.float64)
+        if min_squared is None:
+            dist = search.min_squared(block[r]).astype(np.float64)
+        else:
+            dist = min_squared(search, block, r).astype(np.float64)
         if w is not None:
             dist *= w[r]
         cost += float(dist.sum())
@@ -629,16 +645,32 @@ KEY_PLUSPLUS = _random.Key.PLUSPLUS
 def plusplus_chunk(block, *rest) -> PlusPlusStats:
     """One greedy k-means++ step over a chunk (see :class:`PlusPlusStats`)."""
     *weights, params, start = rest
-    centers, trials = params.centers, params.trials
-    n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
     w = weights[0].astype(np.float64) if weights else None
-    exp = _random.rows_random(
+    return plusplus_step(block, w, params, start, plusplus_races(params, start, block.shape[0]))
+
+
+def plusplus_races(params: PlusPlusParams, start: int, n_rows: int) -> np.ndarray:
+    """The (rows x next trials) exponentials of a k-means++ step for global rows
+    ``[start, start + n_rows)``."""
+    s = params.n_next_trials
+    return _random.rows_random(
         params.seed,
         (KEY_PLUSPLUS, params.step),
         start,
-        start + block.shape[0],
+        start + n_rows,
         lambda rng, m: rng.standard_exponential((m, s)),
     )
+
+
+def plusplus_step(
+    block, w, params: PlusPlusParams, start: int, exp, squared_t=None
+) -> PlusPlusStats:
+    """:func:`plusplus_chunk` given the chunk's float64 weights (or ``None``) and its
+    exponentials ``exp`` (:func:`plusplus_races`); ``squared_t(search, block, r)`` (default
+    ``search.squared_t(block[r]).astype(np.float64)``) gives the squared distances of the
+    rows ``block[r]`` to the centers and trials."""
+    centers, trials = params.centers, params.trials
+    n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
     search = Nearest(np.vstack([centers, trials]), block.dtype)
     potential = np.zeros(n_trials)
     score = np.full((n_trials, s), np.inf)
@@ -646,7 +678,10 @@ def plusplus_chunk(block, *rest) -> PlusPlusStats:
     points = np.zeros((n_trials, s, d))
     for r in row_blocks(block.shape[0], search.n_centers):
         X = block[r]
-        D = search.squared_t(X).astype(np.float64)  # (centers + trials, b)
+        if squared_t is None:
+            D = search.squared_t(X).astype(np.float64)  # (centers + trials, b)
+        else:
+            D = squared_t(search, block, r)
         current = D[: len(centers)].min(axis=0)
         with_trial = np.minimum(current, D[len(centers) :])  # (t, b)
         if w is not None:
