@@ -104,7 +104,9 @@ def test_plusplus_and_e_step_together(dtype, nan_row):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_fits_together_use_the_together_forms_and_match_alone(monkeypatch):
+def test_fits_together_use_the_together_forms_and_match_alone(
+    monkeypatch, kmeans_parallel_at_any_size
+):
     from tests.test_model_selection import _same
 
     X = da.from_array(_rows(np.float32, n=6000, d=4), chunks=(2000, 4))
