@@ -213,7 +213,8 @@ def run_size(size_gb: float, args, records: PassRecords) -> list[str]:
                     for label, peak in sorted(peaks.peaks.items())
                 )
                 block = [
-                    f"{name}: fit {seconds:.1f} s, {len(per_iter)} iterations (max_iter {iterations}),"
+                    f"{name}: fit {seconds:.1f} s, {len(per_iter)} iterations"
+                    f" (max_iter {iterations}),"
                     f" per iteration median {median:.2f} s"
                     f" [{', '.join(f'{t:.2f}' for t in per_iter)}]",
                     f"  per iteration / plain read = {median / read:.2f}x (goal <= {GOAL}x)"
