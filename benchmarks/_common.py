@@ -195,6 +195,16 @@ class PeakRSSPerProcess:
         self._thread.join()
 
 
+def spilled_bytes(client) -> int:
+    """Bytes every worker of ``client`` has written to its spill directory since it started."""
+
+    def on_worker(dask_worker):
+        metrics = getattr(dask_worker.data, "cumulative_metrics", {})
+        return int(metrics.get(("disk-write", "bytes"), 0))
+
+    return sum(client.run(on_worker).values())
+
+
 @dataclass
 class CommandResult:
     """What :func:`run_command` measured."""

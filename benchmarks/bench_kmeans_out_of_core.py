@@ -19,18 +19,8 @@ import psutil
 from distributed import Client, LocalCluster
 
 import bigclust
-from benchmarks._common import PeakRSSPerProcess
+from benchmarks._common import PeakRSSPerProcess, spilled_bytes
 from bigclust.datasets import make_blobs, write_zarr
-
-
-def spilled_bytes(client) -> int:
-    """Bytes every worker has written to its spill directory since it started."""
-
-    def on_worker(dask_worker):
-        metrics = getattr(dask_worker.data, "cumulative_metrics", {})
-        return int(metrics.get(("disk-write", "bytes"), 0))
-
-    return sum(client.run(on_worker).values())
 
 
 def main():

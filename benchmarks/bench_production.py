@@ -35,7 +35,7 @@ from distributed import Client, LocalCluster
 from sklearn.exceptions import ConvergenceWarning
 
 import bigclust
-from benchmarks._common import PeakRSSPerProcess, machine_info
+from benchmarks._common import PeakRSSPerProcess, machine_info, spilled_bytes
 from bigclust.datasets import make_blobs, write_zarr
 
 N_FEATURES = 32
@@ -64,16 +64,6 @@ class PassRecords(logging.Handler):
             for r in self.records
             if getattr(r, "estimator", None) == estimator and hasattr(r, "figures")
         ]
-
-
-def spilled_bytes(client) -> int:
-    """Bytes every worker has written to its spill directory since it started."""
-
-    def on_worker(dask_worker):
-        metrics = getattr(dask_worker.data, "cumulative_metrics", {})
-        return int(metrics.get(("disk-write", "bytes"), 0))
-
-    return sum(client.run(on_worker).values())
 
 
 def worker_pids(client) -> set[int]:

@@ -114,12 +114,15 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
 #: Distance-matrix elements (rows x centers) from which one kernel call of each kind uses the
 #: compiled passes of :mod:`bigclust.cluster._fused`. Loading them costs 0.25 s in a fresh
 #: process when numba's disk cache is warm (0.15 s in a Dask worker), 0.4-1 s per kind and
-#: dtype when it must compile (``benchmarks.bench_kmeans --parts compile``); they save about
-#: 0.8 ns per element (k=64). The rule depends on the call alone, never on what the process
-#: did before, so a rerun (or a resumed fit) takes the same path and gives the same bits: a
-#: Lloyd chunk of 4M elements (16 MiB of 32 float32 columns, k >= 32) or a mini-batch step of
-#: 64k (1,024 rows, k >= 64) uses them; the notebook's small fits never load numba.
-COMPILED_MIN_ELEMENTS = {"lloyd": 1 << 22, "minibatch": 1 << 16}
+#: dtype when it must compile (``benchmarks.bench_kmeans --parts compile``). A Lloyd call of
+#: 1M elements saves 1.5-8 ms (one thread: 131,072 x 32 float32 at k=8 14.1 -> 6.2 ms,
+#: 65,536 x 32 at k=16 7.9 -> 4.6 ms, 16,384 x 64 at k=64 5.9 -> 3.2 ms; at k=16 on a
+#: 16 MiB chunk 49 -> 8.3 ms), so the load pays within a pass or two of any store. The rule
+#: depends on the call alone, never on what the process did before, so a rerun (or a resumed
+#: fit) takes the same path and gives the same bits: a 16 MiB chunk of 32 float32 columns at
+#: k >= 8, or a mini-batch step of 64k elements (1,024 rows, k >= 64), uses them; the
+#: notebook's small fits (digits at k=50: 90k elements per call) never load numba.
+COMPILED_MIN_ELEMENTS = {"lloyd": 1 << 20, "minibatch": 1 << 16}
 
 #: ``None``: the rule above; ``True``/``False``: always/never the compiled passes. Set from
 #: the environment variable ``BIGCLUST_COMPILED=1``/``0`` (inherited by worker processes).
