@@ -57,11 +57,6 @@ __all__ = [
 #: 0.25 s in a fresh process with a warm disk cache): below it, each model's own kernel.
 MIN_TOGETHER_ELEMENTS = 1 << 20
 
-#: Candidates above which the weighting pass leaves a model to its own kernel: NumPy's SIMD
-#: argmin over long rows beats the compiled one (measured: 0.28 vs 0.42 ms for 5,190 rows x
-#: 101 candidates; 0.46 vs 0.29 ms for 16,384 x 10).
-MAX_FUSED_ARGMIN = 32
-
 
 def _fused(n_rows: int, n_models: int):
     """The compiled loops, or ``None`` for each model's own kernel: by the size of the call,
@@ -108,19 +103,14 @@ class _Model:
         params, search = self.params, self.search
         # The product of Nearest.partial; its "+= centers_sq" is done in the compiled loop.
         P = np.matmul(search.shifted(X), search.minus_2_centers_t, out=self.product(X.shape[0]))
+        fused.nearest(P, search.centers_sq, labels)
         if params.update_centers:
             block_sums[:] = 0.0
             block_totals[:] = 0.0
             row_weights = _EMPTY if w is None else w
-            fused.assign_and_sum(
-                P, search.centers_sq, X64, self.shift, row_weights, labels, block_sums, block_totals
-            )
+            fused.sum_by_label(X64, self.shift, row_weights, labels, block_sums, block_totals)
             self.sums += block_sums
             self.weights += block_totals
-        else:
-            fused.assign_and_sum(
-                P, search.centers_sq, X64, self.shift, _EMPTY, labels, _EMPTY_2D, _EMPTY
-            )
         if params.with_inertia:
             self.inertia += kern._direct_inertia(X, labels, w, self.centers)
 
@@ -273,8 +263,7 @@ def _fused_squared_t(fused, block):
 @together_form(kern.nearest_weights_chunk)
 def nearest_weights_together(block, *rest) -> list[np.ndarray]:
     """:func:`~bigclust.cluster._kernels.nearest_weights_chunk` for many models' candidates:
-    each model's argmin and weight per candidate in one compiled loop over its product (up to
-    :data:`MAX_FUSED_ARGMIN` candidates; its own kernel beyond)."""
+    each model's argmin and weight per candidate in compiled loops over its product."""
     *weights, candidates_list, start = rest
     fused = _fused(block.shape[0], len(candidates_list))
     if fused is None:
@@ -284,9 +273,6 @@ def nearest_weights_together(block, *rest) -> list[np.ndarray]:
     no_rows, no_shift = np.empty((0, block.shape[1])), np.zeros(block.shape[1])
     out = []
     for candidates in candidates_list:
-        if len(candidates) > MAX_FUSED_ARGMIN:
-            out.append(kern.nearest_weights_chunk(block, *weights, candidates, start))
-            continue
         search = kern.Nearest(candidates, block.dtype)
         counts = np.zeros(len(candidates))
         totals = np.empty(len(candidates))
@@ -296,8 +282,9 @@ def nearest_weights_together(block, *rest) -> list[np.ndarray]:
             P = np.matmul(X, search.minus_2_centers_t, out=buffer)
             totals[:] = 0.0
             row_weights = _EMPTY if w is None else w[r]
-            fused.assign_and_sum(P, search.centers_sq, no_rows, no_shift, row_weights,
-                                 labels[: X.shape[0]], _EMPTY_2D, totals)  # fmt: skip
+            fused.nearest(P, search.centers_sq, labels[: X.shape[0]])
+            fused.sum_by_label(no_rows, no_shift, row_weights, labels[: X.shape[0]],
+                               _EMPTY_2D, totals)  # fmt: skip
             counts += totals
         out.append(counts)
     return out

@@ -183,6 +183,32 @@ def test_labels_inertia_combine(blobs):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 17, 64, 257])
+@pytest.mark.parametrize("add", [True, False], ids=["centers_sq", "none"])
+def test_compiled_nearest_is_numpys_argmin(dtype, k, add):
+    """Ties (first index), NaN (the first NaN), infinities, signed zeros, negatives."""
+    rng = np.random.default_rng(k)
+    P = rng.standard_normal((400, k)).astype(dtype)
+    P[:40] = np.round(P[:40])  # many ties
+    P[40] = 1.0
+    P[41, k // 2] = np.nan
+    P[42, -1], P[42, 0] = np.nan, -np.inf
+    P[43] = np.inf
+    P[44] = -np.inf
+    P[45, ::2] = -0.0
+    P[45, 1::2] = 0.0
+    P[46] = np.finfo(dtype).max
+    P[47] = -np.finfo(dtype).tiny
+    centers_sq = (
+        np.round(np.abs(rng.standard_normal(k))).astype(dtype) if add else np.zeros(0, dtype)
+    )
+    expected = (P + centers_sq if add else P).argmin(axis=1)
+    labels = np.full(len(P), -1, np.int32)
+    _fused.nearest(P.copy(), centers_sq, labels)
+    assert_array_equal(labels, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("offset", [0.0, 1e5])
 def test_compiled_lloyd_matches_numpy(blobs, dtype, weighted, offset):

@@ -1,9 +1,9 @@
-"""Compiled (numba) passes over a row block after its nearest centers: the rest of a K-Means step.
+"""Compiled (numba) passes over a row block after its BLAS product: the rest of a K-Means step.
 
-Given the rows of a block and their labels (NumPy's ``argmin`` over the BLAS product, kept
-because its SIMD loop is twice as fast here as a compiled scalar one), one compiled loop over
-the rows gives the per-center sums (float64) and weights, another the exact inertia from
-direct differences, and a last one the mini-batch center update. NumPy needs a sparse one-hot
+Given the product of a block's rows with the centers, :func:`nearest` gives the labels NumPy's
+``(P + centers_sq).argmin(axis=1)`` gives, bit for bit; one compiled loop over the rows gives
+the per-center sums (float64) and weights, another the exact inertia from direct
+differences, and a last one the mini-batch center update. NumPy needs a sparse one-hot
 product, a ``bincount``, a gather and half a dozen temporaries for the same work.
 
 Compiled at first use and cached on disk (``cache=True``);
@@ -15,6 +15,70 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+
+def nearest(P: np.ndarray, centers_sq: np.ndarray, labels: np.ndarray) -> None:
+    """``labels[:] = (P + centers_sq).argmin(axis=1)``, bit for bit, overwriting ``P``.
+
+    ``P`` (rows x centers, C-contiguous float32 or float64) is a block's product with the
+    centers; ``centers_sq`` (in the dtype of ``P``, every entry ``>= +0``) is added as NumPy's
+    ``P += centers_sq`` adds it (or nothing if it is empty); ``labels`` is int32.
+
+    Why not NumPy: its ``argmin`` along short rows pays a call per row (half of a Lloyd
+    block's time after the product at k=64), and numba does not vectorize a floating-point
+    min (it would need fast-math flags that LLVM does not take from numba). Floats compare
+    like the integers of their bits once negative ones have the other bits flipped, and
+    integer mins vectorize: the sums are stored back as those integer keys, then the first
+    index that holds the smallest key is the label. No sum is -0.0 (``centers_sq >= +0``, and
+    +0.0 is added where it is empty), so equal floats have equal keys; a row holding a NaN
+    gets its first NaN, as in NumPy.
+    """
+    if P.dtype == np.float32:
+        _nearest(P, P.view(np.int32), centers_sq, labels, np.int32(0x7FFFFFFF), np.int32(31))
+    else:
+        _nearest(P, P.view(np.int64), centers_sq, labels, _MASK64, np.int64(63))
+
+
+_MASK64 = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def _nearest(P, keys, centers_sq, labels, mask, sign_shift):  # pragma: no cover - compiled
+    """:func:`nearest` on ``P`` and ``keys``, its integer view."""
+    n, k = P.shape
+    add = centers_sq.shape[0] > 0
+    for i in range(n):
+        row = P[i]
+        nan = False
+        if add:
+            for j in range(k):
+                v = row[j] + centers_sq[j]
+                row[j] = v
+                nan |= v != v
+        else:
+            for j in range(k):
+                v = row[j] + 0.0  # -0.0 becomes +0.0, which it equals; nothing else changes
+                row[j] = v
+                nan |= v != v
+        if nan:
+            for j in range(k):
+                if row[j] != row[j]:
+                    labels[i] = j
+                    break
+            continue
+        key_row = keys[i]
+        smallest = mask
+        for j in range(k):
+            b = key_row[j]
+            key = b ^ ((b >> sign_shift) & mask)
+            key_row[j] = key
+            smallest = min(smallest, key)
+        first = np.int32(k)
+        for j in range(k):
+            at = np.int32(j) if key_row[j] == smallest else np.int32(k)
+            first = min(first, at)
+        labels[i] = first
+
 
 
 @njit(cache=True, nogil=True)

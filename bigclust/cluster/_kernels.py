@@ -264,6 +264,24 @@ class Nearest:
     def labels(self, X: np.ndarray) -> np.ndarray:
         return self.partial(X).argmin(axis=1).astype(np.int32, copy=False)
 
+    def compiled_labels(self, X: np.ndarray, passes) -> np.ndarray:
+        """:meth:`labels` through the compiled passes' :func:`~bigclust.cluster._fused.nearest`:
+        the same labels, in a buffer valid until the thread's next search."""
+        X = self.shifted(X)
+        out = self._scratch("distances", (X.shape[0], self.n_centers))
+        labels = self._scratch_labels(X.shape[0])
+        passes.nearest(np.matmul(X, self.minus_2_centers_t, out=out), self.centers_sq, labels)
+        return labels
+
+    def _scratch_labels(self, n: int) -> np.ndarray:
+        buffers = thread_cached(("nearest labels",), dict)
+        found = buffers.get(n)
+        if found is None:
+            if len(buffers) >= MAX_CACHED_PER_THREAD:
+                buffers.clear()
+            found = buffers[n] = np.empty(n, np.int32)
+        return found
+
     def __call__(self, X: np.ndarray):
         """Nearest center and squared distance to it, for the rows of one block."""
         X = self.shifted(X)
@@ -358,7 +376,7 @@ def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats
         X = block[rows]
         w = None if weights64 is None else weights64[rows]
         if passes:
-            labels = search.partial(X).argmin(axis=1)  # = search.labels(X), without a cast
+            labels = search.compiled_labels(X, passes)
             X = np.ascontiguousarray(X)  # one compiled specialization per dtype
             w = _NO_WEIGHTS if w is None else w
             if params.update_centers:

@@ -42,6 +42,9 @@ KEY_SEGMENT_ORDER, KEY_ROW_ORDER, KEY_REASSIGN = (
     _random.Key.REASSIGN,
 )
 
+#: The augmented product already holds ``||c||^2 - 2 x.c``: nothing to add before the argmin.
+_NO_CENTERS_SQ = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
+
 
 # --- one step --------------------------------------------------------------------------
 
@@ -126,7 +129,12 @@ def assign(
         B = Xa[rows]
         n = B.shape[0]
         D = thread_cached(("distances", n, k, dtype), lambda: np.empty((n, k), dtype))
-        labels = np.matmul(B, centers_t, out=D).argmin(axis=1)
+        np.matmul(B, centers_t, out=D)
+        if passes:
+            labels = np.empty(n, np.int32)
+            passes.nearest(D, _NO_CENTERS_SQ[dtype], labels)
+        else:
+            labels = D.argmin(axis=1)
         w = None if weights is None else weights[rows]
         if passes:
             w = _NO_WEIGHTS if w is None else w.astype(np.float64)
@@ -205,9 +213,11 @@ def minibatch_step(
         dtype = Xa.dtype
         scratch = thread_cached(
             ("compiled step", n, k, d, dtype),
-            lambda: (np.empty((n, k), dtype), np.empty((k, d))),
+            lambda: (np.empty((n, k), dtype), np.empty((k, d)), np.empty(n, np.int32)),
         )
-        labels = np.matmul(Xa, augmented_centers_t(centers, dtype), out=scratch[0]).argmin(1)
+        P = np.matmul(Xa, augmented_centers_t(centers, dtype), out=scratch[0])
+        labels = scratch[2]
+        passes.nearest(P, _NO_CENTERS_SQ[dtype], labels)
         new, counts_new = np.empty_like(centers), np.empty_like(counts)
         w = _NO_WEIGHTS if weights is None else weights.astype(np.float64)
         total, finite = passes.minibatch_finish(
@@ -548,10 +558,11 @@ def labels_inertia(
         X = block[rows]
         w = None if weights is None else np.asarray(weights[rows], np.float64)
         # Scratch arrays are per thread: safe in parallel.
-        labels[rows] = lab = search.labels(X)
         if passes:
+            labels[rows] = lab = search.compiled_labels(X, passes)
             X = np.ascontiguousarray(X)
             return passes.inertia(X, lab, _NO_WEIGHTS if w is None else w, centers64)
+        labels[rows] = lab = search.labels(X)
         return _direct_inertia(X, lab, w, centers64)
 
     inertia = sum(map_row_blocks(one, block.shape[0], k, parallel=parallel))

@@ -4,7 +4,8 @@ Each replays, in one loop over a row block, NumPy/SciPy operations of the NumPy 
 Lloyd step (:func:`bigclust.cluster._kernels._lloyd`) with the same floating-point operations
 in the same order, so that a model served here gets the very bits it gets alone:
 
-- NumPy's ``argmin`` along each row (the first minimum; the first NaN if there is one),
+- NumPy's ``argmin`` along each row (the first minimum; the first NaN if there is one), by
+  :func:`bigclust.cluster._fused.nearest`,
 - SciPy's one-hot CSC product ``onehot @ (x - shift)``: per label, ``y += w * v`` over the
   rows in order, from zero,
 - ``np.bincount(labels, weights=w)``: per label, ``t += w`` over the rows in order, from zero.
@@ -19,55 +20,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _argmin_row(p, c):  # pragma: no cover - compiled
-    """``argmin(p + c)`` by NumPy's rule: the first minimum, or the first NaN if any. The
-    minimum first, in four independent lanes (min is exact in any order; one dependent
-    chain of compares is several times slower), then the first index that reaches it."""
-    k = p.shape[0]
-    m0 = m1 = m2 = m3 = np.inf
-    nan = False
-    j = 0
-    while j + 4 <= k:
-        v0, v1 = p[j] + c[j], p[j + 1] + c[j + 1]
-        v2, v3 = p[j + 2] + c[j + 2], p[j + 3] + c[j + 3]
-        m0 = v0 if v0 < m0 else m0
-        m1 = v1 if v1 < m1 else m1
-        m2 = v2 if v2 < m2 else m2
-        m3 = v3 if v3 < m3 else m3
-        nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
-        j += 4
-    while j < k:
-        v0 = p[j] + c[j]
-        m0 = v0 if v0 < m0 else m0
-        nan |= v0 != v0
-        j += 1
-    if nan:
-        for j in range(k):
-            if np.isnan(p[j] + c[j]):
-                return j
-    best = min(min(m0, m1), min(m2, m3))
-    for j in range(k):
-        if p[j] + c[j] == best:
-            return j
-    return 0  # every value +inf: the first
+from bigclust.cluster._fused import nearest  # noqa: F401 - one module of compiled steps
 
 
 @njit(cache=True, nogil=True)
-def assign_and_sum(P, centers_sq, X64, shift, weights, labels, sums, totals):  # pragma: no cover
-    """``labels[i] = argmin_j (P[i, j] + centers_sq[j])`` (the distances NumPy's
-    ``P += centers_sq`` gives, in the dtype of ``P``; NumPy's argmin rule); if ``sums`` is not
-    empty, ``sums[j] += w_i (x_i - shift)`` and ``totals[j] += w_i`` over the rows of label
-    ``j`` (``weights`` empty: every weight is 1, added as ``1 * v`` is: exactly ``v``)."""
-    n = P.shape[0]
+def sum_by_label(X64, shift, weights, labels, sums, totals):  # pragma: no cover - compiled
+    """``sums[j] += w_i (x_i - shift)`` (if ``sums`` is not empty) and ``totals[j] += w_i``
+    (if ``totals`` is not empty) over the rows of label ``j``, in row order from the values
+    there (``weights`` empty: every weight is 1, added as ``1 * v`` is: exactly ``v``)."""
+    n = labels.shape[0]
     d = X64.shape[1]
     weighted = weights.shape[0] > 0
     accumulate = sums.shape[0] > 0
     count = totals.shape[0] > 0
     for i in range(n):
-        label = _argmin_row(P[i], centers_sq)
-        labels[i] = label
+        label = labels[i]
         w = weights[i] if weighted else 1.0
         if accumulate:
             if weighted:
