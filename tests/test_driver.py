@@ -373,6 +373,23 @@ def test_keep_in_memory(scheduler, distributed_client, data, tmp_path):
     assert keep_in_memory(X, mm) is X  # streamed data stays streamed
 
 
+def _is_aligned(block):
+    return block.flags.aligned
+
+
+def test_kept_chunks_are_element_aligned_on_worker_processes(processes, process_client):
+    """A scattered array is deserialized where its frame fell in the message (the first of
+    each message at an odd address), where NumPy's matmul runs without BLAS at half speed."""
+    from distributed import Future
+
+    data = np.arange(40_000 * 3, dtype=np.float32).reshape(-1, 3)
+    kept = keep_in_memory(da.from_array(data, chunks=(10_000, 3)), data)
+    futures = [v for v in dict(kept.__dask_graph__()).values() if isinstance(v, Future)]
+    assert len(futures) == kept.numblocks[0] > 1
+    assert all(process_client.gather(process_client.map(_is_aligned, futures, pure=False)))
+    np.testing.assert_array_equal(kept.compute(), data)
+
+
 def test_each_call_gets_fresh_keys(monkeypatch, data):
     # Resubmitting the same keys while a distributed scheduler still forgets them from the
     # previous call logged "Couldn't gather keys ... 'forgotten'" errors (2 in 100 calls).
