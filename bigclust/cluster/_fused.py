@@ -80,7 +80,6 @@ def _nearest(P, keys, centers_sq, labels, mask, sign_shift):  # pragma: no cover
         labels[i] = first
 
 
-
 @njit(cache=True, nogil=True)
 def accumulate(X, labels, weights, shift, sums, totals):  # pragma: no cover - compiled
     """``sums[j] += w_i (x_i - shift)`` and ``totals[j] += w_i`` over the rows of label ``j``,

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from bigclust import _random
 from bigclust._blas import single_blas_thread
 from bigclust._errors import NonFiniteRow
+from bigclust._scratch import scratch_array
 
 #: Elements of one block's distance matrix (rows x centers): 2**19 floats is 2-4 MiB; larger
 #: blocks amortise the Python overhead per block, smaller ones stay in cache (measured).
@@ -59,33 +60,6 @@ def _n_threads() -> int:
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(_n_threads() - 1, thread_name_prefix="bigclust-rows")
-
-
-_local = threading.local()
-
-#: Objects a thread keeps in :func:`thread_cached` (a few scratch arrays of at most
-#: ``BLOCK_ELEMENTS`` elements each, so a few MiB).
-MAX_CACHED_PER_THREAD = 8
-
-
-def thread_cached(key: tuple, make):
-    """This thread's object for ``key``, made by ``make()`` at first use.
-
-    For scratch arrays of kernels called many times on small inputs (mini-batch steps): fresh
-    allocations of a few hundred KiB or more are page-faulted on first touch, and threads
-    fault under one process-wide lock, which kept two threads from running two halves of a
-    batch faster than one. A caller must be done with the object before its thread asks for
-    the same key again.
-    """
-    cache = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = {}
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= MAX_CACHED_PER_THREAD:
-            cache.clear()
-        found = cache[key] = make()
-    return found
 
 
 #: Rows below which splitting a batch over threads costs more than it saves.
@@ -193,11 +167,8 @@ class Nearest:
     :func:`origin_shift` first. Distances and labels are unchanged in exact arithmetic.
 
     The distance matrices of successive row blocks reuse one buffer per thread (see
-    :func:`thread_cached`). Fresh allocations of a few MiB per block cost a page fault per 4 KiB
-    wherever glibc returns them to the system at once, as it does in Dask worker processes (the
-    nanny sets ``MALLOC_TRIM_THRESHOLD_``, which turns off glibc's adaptive mmap threshold):
-    Lloyd passes ran 2x slower there. A returned distance matrix is therefore only valid until
-    the thread's next search.
+    :mod:`bigclust._scratch`): a returned distance matrix is only valid until the thread's
+    next search.
     """
 
     def __init__(self, centers: np.ndarray, dtype: np.dtype):
@@ -214,14 +185,7 @@ class Nearest:
     def _scratch(self, name: str, shape: tuple[int, int]) -> np.ndarray:
         # Kept per thread, not per search: a chunk's search would otherwise page-fault its
         # buffers anew in every task of a worker process.
-        buffers = thread_cached(("nearest",), dict)
-        key = (name, shape, self.dtype)
-        found = buffers.get(key)
-        if found is None:
-            if len(buffers) >= MAX_CACHED_PER_THREAD:
-                buffers.clear()
-            found = buffers[key] = np.empty(shape, self.dtype)
-        return found
+        return scratch_array("nearest " + name, shape, self.dtype)
 
     def shifted(self, X: np.ndarray) -> np.ndarray:
         """``X`` less the shift (if any), in a buffer valid until the next call."""
@@ -274,13 +238,7 @@ class Nearest:
         return labels
 
     def _scratch_labels(self, n: int) -> np.ndarray:
-        buffers = thread_cached(("nearest labels",), dict)
-        found = buffers.get(n)
-        if found is None:
-            if len(buffers) >= MAX_CACHED_PER_THREAD:
-                buffers.clear()
-            found = buffers[n] = np.empty(n, np.int32)
-        return found
+        return scratch_array("nearest labels", (n,), np.int32)
 
     def __call__(self, X: np.ndarray):
         """Nearest center and squared distance to it, for the rows of one block."""

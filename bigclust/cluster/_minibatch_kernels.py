@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bigclust import _random
+from bigclust._scratch import thread_cached
 from bigclust.cluster._kernels import (
     _NO_WEIGHTS,
     MIN_PARALLEL_ROWS,
@@ -31,7 +32,6 @@ from bigclust.cluster._kernels import (
     block_rows,
     compiled_passes,
     map_row_blocks,
-    thread_cached,
 )
 
 #: Stream keys (see bigclust._random): the order of segments in an epoch, the order of rows
