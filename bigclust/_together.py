@@ -293,28 +293,6 @@ def nearest_weights_together(block, *rest) -> list[np.ndarray]:
 # --- Gaussian mixtures' E-step ------------------------------------------------------------
 
 
-def _e_step_one(block, XT64, model) -> gk.GaussianStats:
-    """``gk.e_step_stats`` for one model, from the chunk's transposed float64 copy ``XT64``:
-    ``XT64 - shift`` is the very ``float64(x) - shift`` of its own feature matrix."""
-    n_rows, d = block.shape
-    ctype = gk.covariance_type_object(model.covariance_type)
-    k, p = model.coef.shape
-    acc = gk._new_accumulators(ctype, k, d)
-    rows = gk.block_rows(p, k)
-    buffer = np.empty((p, min(rows, n_rows)))
-    log_likelihood = entropy = 0.0
-    for lo, hi in gk.row_ranges(n_rows, rows):
-        phi = buffer[:, : hi - lo]
-        y = np.subtract(XT64[:, lo:hi], model.shift[:, None], out=phi[:d])
-        ctype.fill_quadratic(y, phi[d:])
-        resp, log_norm = gk._normalize_log(gk._weighted_log_prob_t(phi, model))
-        log_likelihood += log_norm.sum()
-        if model.with_entropy:
-            entropy += gk._sum_r_log_r(resp)
-        gk._accumulate(phi, resp, ctype, d, acc)
-    return gk._finish(acc, ctype, n_rows, d, log_likelihood, entropy)
-
-
 @together_form(gk.e_step_stats)
 def e_step_together(block, models, start=0) -> list:
     """:func:`~bigclust.mixture._kernels.e_step_stats` for many mixtures: the chunk is
@@ -322,4 +300,4 @@ def e_step_together(block, models, start=0) -> list:
     matrix otherwise makes again); the rest per model, as alone."""
     XT64 = np.ascontiguousarray(block.T, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        return [_e_step_one(block, XT64, model) for model in models]
+        return [gk.e_step_stats(block, model, transposed=XT64) for model in models]

@@ -9,7 +9,9 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from bigclust._errors import NonFiniteRow
+from bigclust.cluster import _kernels as cluster_kernels
 from bigclust.driver import combine
+from bigclust.mixture import _fused
 from bigclust.mixture import _kernels as K
 
 TYPES = K.COVARIANCE_TYPES
@@ -206,3 +208,61 @@ def test_nonfinite_rows_are_visible_in_the_results():
         "rows", "full", 2, np.zeros(2), rows=np.array([0, 1]), components=np.arange(2)
     )
     assert not np.isfinite(K.init_stats(X, spec).log_likelihood)
+
+
+# --- the compiled normalization against NumPy's ----------------------------------------------
+
+def _numpy_normalize(wlp):
+    return K._normalize_log(wlp.copy(), None)
+
+
+def test_compiled_normalize_matches_numpy():
+    """Far components (exp underflows), -inf, a column of -inf, a NaN column."""
+    rng = np.random.default_rng(0)
+    wlp = np.concatenate([rng.uniform(-3000, 0, (6, 900)), rng.uniform(-30, 5, (6, 900))])
+    rng.shuffle(wlp, axis=0)
+    wlp[:, :50] -= 1e4  # whole columns far below 0: only their maximum survives
+    wlp[3, 100] = -np.inf
+    wlp[:, 101] = -np.inf
+    wlp[:, 102] = np.nan
+    wlp[5, 103] = -720.0 + wlp[:, 103].max()  # exp lands in the subnormals: 0 here
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resp, log_norm = _numpy_normalize(wlp)
+        fast, fast_log_norm = K._normalize_log(wlp.copy(), _fused)
+    np.testing.assert_allclose(fast, resp, rtol=4e-15, atol=1e-300)
+    np.testing.assert_allclose(fast_log_norm, log_norm, rtol=4e-15)
+    assert np.array_equal(np.isnan(fast), np.isnan(resp))
+    assert np.isnan(fast_log_norm[102]) and fast_log_norm[101] == -np.inf
+    assert fast[5, 103] == 0.0 < resp[5, 103]  # documented: below 2**-1021 is 0
+
+
+def test_compiled_normalize_leaves_overflowed_columns_to_numpy():
+    wlp = np.log(np.array([[0.2, 0.5], [0.8, 0.5]]))
+    wlp[0, 1] = np.inf
+    top, total = np.empty(2), np.empty(2)
+    untouched = wlp.copy()
+    assert not _fused.normalize(wlp, top, total)
+    np.testing.assert_array_equal(wlp, untouched)
+    with np.errstate(invalid="ignore"):
+        resp, log_norm = _numpy_normalize(wlp)
+        fast, fast_log_norm = K._normalize_log(wlp.copy(), _fused)
+    np.testing.assert_array_equal(fast, resp)
+    np.testing.assert_array_equal(fast_log_norm, log_norm)
+
+
+@pytest.mark.parametrize("ctype", TYPES)
+def test_compiled_e_step_matches_numpy(ctype, monkeypatch):
+    rng = np.random.default_rng(1)
+    k, d = 5, 3
+    weights, means, _, pc = _random_model(ctype, k, d, rng)
+    X = rng.normal(scale=8.0, size=(3000, d))  # rows far from some components
+    model = K.make_model(ctype, weights, means, pc)
+    monkeypatch.setitem(cluster_kernels.COMPILED_MIN_ELEMENTS, "e-step", 10**12)
+    reference = K.e_step_stats(X, model)
+    monkeypatch.setitem(cluster_kernels.COMPILED_MIN_ELEMENTS, "e-step", 0)
+    fast = K.e_step_stats(X, model)
+    _assert_stats_close(fast, reference, rtol=1e-13)
+    # Many models' E-steps share the chunk's float64 transpose: the very same bits.
+    shared = K.e_step_stats(X, model, transposed=np.ascontiguousarray(X.T))
+    for a, b in zip(shared, fast, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -10,6 +10,7 @@ accumulated in float64 whatever the input dtype.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import threading
 import warnings
@@ -96,7 +97,16 @@ def map_row_blocks(fn, n_rows: int, n_centers: int, *, parallel: bool = False) -
 #: fit) takes the same path and gives the same bits: a 16 MiB chunk of 32 float32 columns at
 #: k >= 8, or a mini-batch step of 64k elements (1,024 rows, k >= 64), uses them; the
 #: notebook's small fits (digits at k=50: 90k elements per call) never load numba.
-COMPILED_MIN_ELEMENTS = {"lloyd": 1 << 20, "minibatch": 1 << 16}
+#: A mixture E-step (``"e-step"``, elements: rows x components of a chunk) uses the compiled
+#: normalization of :mod:`bigclust.mixture._fused` from the same size as Lloyd.
+COMPILED_MIN_ELEMENTS = {"lloyd": 1 << 20, "minibatch": 1 << 16, "e-step": 1 << 20}
+
+#: The module of compiled passes of each kind.
+_COMPILED_MODULES = {
+    "lloyd": "bigclust.cluster._fused",
+    "minibatch": "bigclust.cluster._fused",
+    "e-step": "bigclust.mixture._fused",
+}
 
 #: ``None``: the rule above; ``True``/``False``: always/never the compiled passes. Set from
 #: the environment variable ``BIGCLUST_COMPILED=1``/``0`` (inherited by worker processes).
@@ -109,27 +119,27 @@ def compiled_passes(kind: str, dtype, elements: int):
     """The module of compiled passes if a kernel of ``kind`` about to process ``elements``
     distance-matrix elements should use it, else ``None`` (NumPy reference)."""
     if USE_COMPILED is not None:
-        return _fused_module() if USE_COMPILED else None
+        return _fused_module(_COMPILED_MODULES[kind]) if USE_COMPILED else None
     if elements < COMPILED_MIN_ELEMENTS[kind]:
         return None
-    return _fused_module()
+    return _fused_module(_COMPILED_MODULES[kind])
 
 
 @functools.cache
-def _fused_module():
+def _fused_module(name: str = "bigclust.cluster._fused"):
     with _compiled_lock:  # one thread imports numba; the others wait for it
         try:
-            from bigclust.cluster import _fused
+            module = importlib.import_module(name)
         except (ImportError, RuntimeError) as err:  # RuntimeError: nowhere to cache the code
             warnings.warn(
-                f"bigclust's compiled K-Means passes are unavailable ({err}); the NumPy ones "
-                "give the same results more slowly. Setting NUMBA_CACHE_DIR to a writable "
-                "folder may help.",
+                f"bigclust's compiled passes are unavailable ({err}); the NumPy ones "
+                "give the same results (to rounding) more slowly. Setting NUMBA_CACHE_DIR to "
+                "a writable folder may help.",
                 RuntimeWarning,
                 stacklevel=2,
             )
             return None
-    return _fused
+    return module
 
 
 def _partial_distances(X, minus_2_centers_t, centers_sq, out=None):

@@ -32,6 +32,7 @@ import numpy as np
 from bigclust._errors import NonFiniteRow
 from bigclust._rows import first_nonfinite_row, row_ranges
 from bigclust._scratch import scratch_array
+from bigclust.cluster._kernels import compiled_passes
 from bigclust.mixture._covariance import COVARIANCE_TYPES, CovarianceType
 from bigclust.mixture._covariance import covariance_type as covariance_type_object
 
@@ -214,8 +215,17 @@ def _weighted_log_prob_t(phi: np.ndarray, model: Model, out=None) -> np.ndarray:
     return out
 
 
-def _normalize_log(wlp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """In place: (k x rows) weighted log probs -> responsibilities; returns (resp, log p(x))."""
+def _normalize_log(wlp: np.ndarray, passes=None) -> tuple[np.ndarray, np.ndarray]:
+    """In place: (k x rows) weighted log probs -> responsibilities; returns (resp, log p(x)).
+
+    ``passes``: the compiled normalization (:mod:`bigclust.mixture._fused`), or ``None`` for
+    NumPy's, which the compiled one equals to a few units in the last place."""
+    if passes:
+        top = scratch_array("e-step top", (wlp.shape[1],), np.float64)
+        total = scratch_array("e-step total", (wlp.shape[1],), np.float64)
+        if passes.normalize(wlp, top, total):
+            with np.errstate(divide="ignore"):
+                return wlp, np.log(total) + top
     top = wlp.max(axis=0)
     finite_top = np.where(np.isfinite(top), top, 0.0)
     wlp -= finite_top
@@ -248,7 +258,9 @@ def _new_accumulators(ctype: CovarianceType, k: int, d: int):
 
 
 @np.errstate(invalid="ignore", over="ignore")
-def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianStats:
+def e_step_stats(
+    block: np.ndarray, model: Model, start: int = 0, *, transposed: np.ndarray | None = None
+) -> GaussianStats:
     """E-step of one chunk: responsibilities under ``model`` and their sufficient statistics.
 
     Parameters
@@ -259,6 +271,9 @@ def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianSta
         From :func:`make_model`.
     start : int
         Global offset of the chunk (unused: the E-step has no randomness).
+    transposed : ndarray of shape (n_features, n_rows), optional
+        ``block.T`` in float64, C-contiguous, if the caller has it (many models' E-steps
+        on one chunk): the same results, without a strided copy per model.
 
     Returns
     -------
@@ -274,10 +289,16 @@ def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianSta
     buffer = scratch_array("e-step phi", (p, rows), np.float64)
     log_probs = scratch_array("e-step log probs", (k, rows), np.float64)
     log_likelihood = entropy = 0.0
+    passes = compiled_passes("e-step", block.dtype, n_rows * k)
     for lo, hi in row_ranges(n_rows, rows):
-        phi = _phi(block[lo:hi], model.shift, ctype, buffer[:, : hi - lo])
+        if transposed is None:
+            phi = _phi(block[lo:hi], model.shift, ctype, buffer[:, : hi - lo])
+        else:  # float64(x) - shift, as _phi computes it
+            phi = buffer[:, : hi - lo]
+            y = np.subtract(transposed[:, lo:hi], model.shift[:, None], out=phi[:d])
+            ctype.fill_quadratic(y, phi[d:])
         wlp = _weighted_log_prob_t(phi, model, log_probs[:, : hi - lo])
-        resp, log_norm = _normalize_log(wlp)
+        resp, log_norm = _normalize_log(wlp, passes)
         log_likelihood += log_norm.sum()
         if model.with_entropy:
             entropy += _sum_r_log_r(resp)
