@@ -277,34 +277,14 @@ def _lloyd_sums(block, sample_weight, labels, search, params, passes):
     """Per-center sums, weights and (if asked) inertia for given labels, with exactly the
     operations, order and row blocks of :func:`bigclust.cluster._kernels._lloyd`: the same
     bits for the same labels."""
-    k, d = params.centers.shape
-    centers = np.asarray(params.centers, np.float64)
-    shift = np.zeros(d) if search.shift is None else search.shift.astype(np.float64)
-    weights64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-    sums = np.zeros((k, d), np.float64)
-    weights = np.zeros(k, np.float64)
-    inertia = 0.0
-    elements = kern.COMPILED_BLOCK_ELEMENTS if passes else kern.BLOCK_ELEMENTS
-    for rows in kern.row_blocks(block.shape[0], k, elements):
-        X = block[rows]
-        w = None if weights64 is None else weights64[rows]
-        lab = labels[rows]
-        if passes:
-            X = np.ascontiguousarray(X)
-            w = kern._NO_WEIGHTS if w is None else w
-            if params.update_centers:
-                passes.accumulate(X, lab, w, shift, sums, weights)
-            if params.with_inertia:
-                inertia += passes.inertia(X, lab, w, centers)
-            continue
-        if params.update_centers:
-            sums += kern.cluster_sums(X.astype(np.float64) - shift, lab, w, k)
-            weights += np.bincount(lab, weights=w, minlength=k)
-        if params.with_inertia:
-            inertia += kern._direct_inertia(X, lab, w, centers)
-    if params.update_centers and search.shift is not None:
-        sums += np.outer(weights, shift)
-    return sums, weights, inertia
+    step = kern.LloydSums(block, sample_weight, params, search, passes)
+    if passes and not params.with_inertia:
+        # The compiled sums add row after row whatever the blocks: one call, the same bits.
+        step.add(slice(0, block.shape[0]), block, labels)
+    else:
+        for rows in step.blocks():
+            step.add(rows, block[rows], labels[rows])
+    return step.stats()
 
 
 # --- the estimator's side -------------------------------------------------------------------

@@ -325,43 +325,68 @@ def _lloyd(block, sample_weight, params: LloydParams, passes=None) -> LloydStats
     it: the expanded form used for the assignment leaves ~1e-3 on float32 rows that lie on
     their centers).
 
-    ``passes``: the compiled passes (see :func:`compiled_passes`) for the sums and the
-    inertia, equal to the NumPy reference's to rounding (the labels are the same NumPy
-    argmin); ``None`` decides by the rule there, ``False`` forces the NumPy reference.
+    ``passes``: the compiled passes (see :func:`compiled_passes`) for the labels, the sums and
+    the inertia, equal to the NumPy reference's to rounding (the labels are NumPy's argmin's,
+    bit for bit); ``None`` decides by the rule there, ``False`` forces the NumPy reference.
     """
-    k, d = params.centers.shape
+    k = len(params.centers)
     if passes is None:
         passes = compiled_passes("lloyd", block.dtype, block.shape[0] * k)
     search = Nearest(params.centers, block.dtype)
-    centers = np.asarray(params.centers, np.float64)
-    shift = np.zeros(d) if search.shift is None else search.shift.astype(np.float64)
-    weights64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-    sums = np.zeros((k, d), np.float64)
-    weights = np.zeros(k, np.float64)
-    inertia = 0.0
-    blocks = row_blocks(block.shape[0], k, COMPILED_BLOCK_ELEMENTS if passes else BLOCK_ELEMENTS)
-    for rows in blocks:
+    step = LloydSums(block, sample_weight, params, search, passes)
+    for rows in step.blocks():
         X = block[rows]
-        w = None if weights64 is None else weights64[rows]
-        if passes:
-            labels = search.compiled_labels(X, passes)
+        labels = search.compiled_labels(X, passes) if passes else search.labels(X)
+        step.add(rows, X, labels)
+    return step.stats()
+
+
+class LloydSums:
+    """The statistics of a Lloyd step over a chunk from its rows' labels, added row block by
+    row block (:meth:`blocks`) in :func:`_lloyd`'s order, so that any scheme that finds the
+    same labels (:mod:`bigclust.cluster._elkan`) gets the same bits."""
+
+    def __init__(self, block, sample_weight, params: LloydParams, search: Nearest, passes):
+        k, d = params.centers.shape
+        self.n_rows, self.k, self.params, self.passes = block.shape[0], k, params, passes
+        self.centers = np.asarray(params.centers, np.float64)
+        self.shift = None if search.shift is None else search.shift.astype(np.float64)
+        self.around = np.zeros(d) if self.shift is None else self.shift  # compiled sums' origin
+        self.weights64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        self.sums = np.zeros((k, d), np.float64)
+        self.weights = np.zeros(k, np.float64)
+        self.inertia = 0.0
+
+    def blocks(self):
+        elements = COMPILED_BLOCK_ELEMENTS if self.passes else BLOCK_ELEMENTS
+        return row_blocks(self.n_rows, self.k, elements)
+
+    def add(self, rows: slice, X: np.ndarray, labels: np.ndarray) -> None:
+        """Add the rows ``rows`` (``X``, the chunk's rows there) with their ``labels``."""
+        params, shift = self.params, self.shift
+        w = None if self.weights64 is None else self.weights64[rows]
+        if self.passes:
             X = np.ascontiguousarray(X)  # one compiled specialization per dtype
             w = _NO_WEIGHTS if w is None else w
             if params.update_centers:
-                passes.accumulate(X, labels, w, shift, sums, weights)  # adds to both
+                self.passes.accumulate(X, labels, w, self.around, self.sums, self.weights)
             if params.with_inertia:
-                inertia += passes.inertia(X, labels, w, centers)
-            continue
-        labels = search.labels(X)
+                self.inertia += self.passes.inertia(X, labels, w, self.centers)
+            return
         if params.update_centers:
             # Summed near the origin in float64: far from it, the sums would lose the digits.
-            sums += cluster_sums(X.astype(np.float64) - shift, labels, w, k)
-            weights += np.bincount(labels, weights=w, minlength=k)
+            X64 = X.astype(np.float64)
+            if shift is not None:
+                X64 -= shift
+            self.sums += cluster_sums(X64, labels, w, self.k)
+            self.weights += np.bincount(labels, weights=w, minlength=self.k)
         if params.with_inertia:
-            inertia += _direct_inertia(X, labels, w, centers)
-    if params.update_centers and search.shift is not None:
-        sums += np.outer(weights, shift)
-    return LloydStats(sums, weights, inertia)
+            self.inertia += _direct_inertia(X, labels, w, self.centers)
+
+    def stats(self) -> LloydStats:
+        if self.params.update_centers and self.shift is not None:
+            self.sums += np.outer(self.weights, self.shift)
+        return LloydStats(self.sums, self.weights, self.inertia)
 
 
 #: The compiled passes take an empty weight array for "all weights 1".
