@@ -24,6 +24,7 @@ import contextlib
 import functools
 import itertools
 import math
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -562,6 +563,11 @@ def _reduce_in_process(kernel, X, aligned, params, check_finite, what):
     return result.stats
 
 
+@functools.cache
+def _rows_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="bigclust-map-rows")
+
+
 def _run_rowwise(block, params, kernel, what, start):
     try:
         with _task_blas():  # in the task, as in _run_kernel
@@ -605,11 +611,19 @@ def map_rows(
         out = _run_rowwise(X, params, kernel, what, 0)
         return out if numpy_out else da.from_array(out, chunks=out.shape)
     if numpy_out and in_memory is not None:
-        parts = []
-        for lo, hi in itertools.pairwise(_row_offsets(X.chunks[0])):
+        ranges = list(itertools.pairwise(_row_offsets(X.chunks[0])))
+
+        def run(lo_hi):
+            lo, hi = lo_hi
             block = np.asarray(in_memory[lo:hi], dtype=X.dtype)
-            parts.append(_run_rowwise(block, params, kernel, what, lo))
-        return np.concatenate(parts)
+            return _run_rowwise(block, params, kernel, what, lo)
+
+        if len(ranges) == 1:
+            return run(ranges[0])
+        # The chunks on a thread per core (the kernels release the GIL), one BLAS thread each;
+        # results, and the first error, in row order.
+        with single_blas_thread():
+            return np.concatenate(list(_rows_pool().map(run, ranges)))
     shared = _broadcast(params)
     if n_columns is None:
         lazy = da.map_blocks(

@@ -8,6 +8,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from bigclust import KMeans, MiniBatchKMeans
+from bigclust._errors import NonFiniteRow
 from bigclust.cluster import _fused
 from bigclust.cluster import _kernels as kern
 from bigclust.cluster import _minibatch_kernels as mbk
@@ -324,3 +325,22 @@ def test_estimators_report_zero_inertia_for_rows_on_centers(rows_on_centers):
     # Its float32 center updates move the centers by an ulp or so: not zero, never negative.
     assert 0.0 <= mini.inertia_ < 1e-9
     assert -1e-9 < mini.score(X) <= 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compiled_labels_block_matches_numpy_and_names_bad_rows(blobs, dtype, monkeypatch):
+    X, centers, _ = blobs
+    X = X.astype(dtype)
+    monkeypatch.setattr(kern, "USE_COMPILED", False)
+    expected = kern.labels_block(X, centers)
+    monkeypatch.setattr(kern, "USE_COMPILED", True)
+    assert_array_equal(kern.labels_block(X, centers), expected)
+    for value in (np.nan, np.inf):
+        bad = X.copy()
+        bad[2345, 1] = value
+        with pytest.raises(NonFiniteRow) as info, np.errstate(invalid="ignore"):
+            kern.labels_block(bad, centers)
+        assert info.value.local_row == 2345
+    huge = np.full((3, X.shape[1]), np.finfo(dtype).max / 4, dtype)  # the sum overflows
+    with np.errstate(over="ignore", invalid="ignore"):
+        kern.labels_block(huge, centers)  # finite rows: no error

@@ -460,9 +460,18 @@ def _check_finite_rows(values: np.ndarray, X: np.ndarray, offset: int) -> None:
 
 
 def labels_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Index of the nearest center for every row."""
+    """Index of the nearest center for every row (the compiled search on large chunks, the
+    same labels)."""
     search = Nearest(centers, block.dtype)
     out = np.empty(block.shape[0], np.int32)
+    passes = compiled_passes("lloyd", block.dtype, block.shape[0] * len(centers))
+    if passes:
+        for rows in row_blocks(block.shape[0], len(centers), COMPILED_BLOCK_ELEMENTS):
+            X = block[rows]
+            out[rows] = search.compiled_labels(X, passes)
+            if not np.isfinite(X.sum()):  # rare (or huge values): which row, if any
+                _check_finite_rows(X, X, rows.start)
+        return out
     for rows in row_blocks(block.shape[0], len(centers)):
         D = search.partial(block[rows])
         labels = D.argmin(axis=1)
