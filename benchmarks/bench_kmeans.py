@@ -1,4 +1,4 @@
-"""KMeans speed, init quality and memory against scikit-learn and dask-ml: same data, one process.
+"""KMeans speed, init quality and memory against scikit-learn and dask-ml, on the same data.
 
     python -m benchmarks.bench_kmeans                       # 2,000,000 x 32 float32, k=64
     python -m benchmarks.bench_kmeans --parts lloyd --n-samples 200000   # a quick look
@@ -9,8 +9,9 @@ Parts:
   ``(fit(max_iter=1 + n) - fit(max_iter=1)) / n`` with ``tol=0`` so fixed costs (validation,
   the first pass, the final assignment, moving data to workers) cancel. bigclust on the
   threaded scheduler and on a LocalCluster of 2 single-thread worker processes (data scattered
-  to the workers once, as ``fit`` does for NumPy input) against scikit-learn, interleaved; and
-  against dask-ml's KMeans on the same dask array.
+  to the workers once, as ``fit`` does for NumPy input), and dask-ml's KMeans on the same dask
+  array, against scikit-learn: each variant in fresh processes of its own, taking turns for
+  ``--repeat`` rounds (see :data:`LLOYD_VARIANTS` for why not in one process).
 - ``init``: k-means|| time against scikit-learn's k-means++ (``kmeans_plusplus``), the initial
   inertia of both (mean over seeds), and the final inertia after Lloyd against scikit-learn's
   default ``KMeans``.
@@ -27,6 +28,7 @@ Parts:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -80,71 +82,104 @@ def per_iteration(fit, n: int, repeat: int) -> dict[str, float]:
     return {name: (t[f"{name} long"].median - t[f"{name} short"].median) / n for name in fit}
 
 
-def part_lloyd(args, X, rows):
+#: The variants of the ``lloyd`` part, each timed in processes of its own: scikit-learn's
+#: OpenMP threads spin after a call and steal a core from whatever runs next in the process,
+#: so timing two estimators in one process (interleaved, or one after the other) measures
+#: which one ran first as much as either: interleaved, scikit-learn's seconds per iteration
+#: doubled (0.33-0.39 s against 0.15-0.18 s alone) and put bigclust at 0.48x where fresh
+#: processes put it at 0.9x.
+LLOYD_VARIANTS = {
+    "sklearn": "scikit-learn",
+    "threaded": "bigclust, threaded",
+    "cluster": "bigclust, LocalCluster 2 procs x 1 thread",
+    "dask-ml": "dask-ml, threaded, same dask array",
+}
+
+
+def part_lloyd(args, dtype, rows):
+    """Seconds per iteration of each variant, in fresh processes taking turns (``--repeat``
+    rounds), on the same generated data; the ratios of their medians."""
+    variants = [v for v in LLOYD_VARIANTS if not (v == "dask-ml" and args.skip_dask_ml)]
+    runs: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.repeat):
+        for variant in variants:
+            cmd = [
+                sys.executable, "-m", "benchmarks.bench_kmeans", "--lloyd-child", variant,
+                "--dtypes", dtype, "--n-samples", str(args.n_samples),
+                "--n-features", str(args.n_features), "--n-clusters", str(args.n_clusters),
+                "--iterations", str(args.iterations),
+            ]  # fmt: skip
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
+            if out and out[-1] != "unavailable":
+                runs[variant].append(float(out[-1]))
+    peer = statistics.median(runs["sklearn"])
+    for variant in variants[1:]:
+        if not runs[variant]:
+            print(f"{LLOYD_VARIANTS[variant]}: not available, row skipped")
+            continue
+        times = ", ".join(f"{t:.3f}" for t in runs[variant])
+        rows.append(
+            Row(
+                f"Lloyd s/iter, {dtype}, {LLOYD_VARIANTS[variant]}",
+                statistics.median(runs[variant]),
+                peer,
+                note=f"peer: scikit-learn ({', '.join(f'{t:.3f}' for t in runs['sklearn'])}); "
+                f"runs {times}",
+            )
+        )
+
+
+def lloyd_child(args):
+    """One variant's steady-state seconds per iteration, in this fresh process."""
+    X = data(args).astype(args.dtypes, copy=False)
     k = args.n_clusters
     init = X[np.random.default_rng(1).choice(len(X), k, replace=False)]
+    variant = args.lloyd_child
 
-    def sklearn(max_iter):
-        SkKMeans(k, init=init, n_init=1, max_iter=max_iter, tol=0).fit(X)
+    def ours(on):
+        return lambda max_iter: bigclust.KMeans(k, init=init, max_iter=max_iter, tol=0).fit(on)
 
-    def ours(data):
-        return lambda max_iter: bigclust.KMeans(k, init=init, max_iter=max_iter, tol=0).fit(data)
+    with contextlib.ExitStack() as stack:
+        if variant == "sklearn":
 
-    with dask.config.set(scheduler="threads"):
-        t = per_iteration({"sklearn": sklearn, "ours": ours(X)}, args.iterations, args.repeat)
-    dt = X.dtype.name
-    rows.append(
-        Row(f"Lloyd s/iter, {dt}, threaded", t["ours"], t["sklearn"], note="peer: scikit-learn")
-    )
+            def fit(max_iter):
+                SkKMeans(k, init=init, n_init=1, max_iter=max_iter, tol=0).fit(X)
 
-    from distributed import Client, LocalCluster, wait
+        elif variant == "threaded":
+            stack.enter_context(dask.config.set(scheduler="threads"))
+            fit = ours(X)
+        elif variant == "cluster":
+            from distributed import Client, LocalCluster, wait
 
-    from bigclust.driver import keep_in_memory
+            from bigclust.driver import keep_in_memory
 
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster),
-    ):
-        on_workers = keep_in_memory(bigclust.as_dask_array(X), X)
-        wait(on_workers)
-        t = per_iteration(
-            {"sklearn": sklearn, "ours": ours(on_workers)}, args.iterations, args.repeat
-        )
-    rows.append(
-        Row(
-            f"Lloyd s/iter, {dt}, LocalCluster 2 procs x 1 thread",
-            t["ours"],
-            t["sklearn"],
-            note="peer: scikit-learn",
-        )
-    )
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                )  # fmt: skip
+            )
+            stack.enter_context(Client(cluster))
+            on_workers = keep_in_memory(bigclust.as_dask_array(X), X)  # as fit does for NumPy
+            wait(on_workers)
+            fit = ours(on_workers)
+        else:
+            try:
+                from dask_ml.cluster import KMeans as DaskMLKMeans
+            except ImportError:
+                print("unavailable")
+                return
+            stack.enter_context(dask.config.set(scheduler="threads"))
+            chunked = bigclust.as_dask_array(X)
 
-    if args.skip_dask_ml:
-        return
-    try:
-        from dask_ml.cluster import KMeans as DaskMLKMeans
-    except ImportError as err:
-        print(f"dask-ml not available ({err}): skipping its rows")
-        return
-    chunked = bigclust.as_dask_array(X)
+            def fit(max_iter):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    DaskMLKMeans(k, init=init, max_iter=max_iter, tol=0).fit(chunked)
 
-    def dask_ml(max_iter):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            DaskMLKMeans(k, init=init, max_iter=max_iter, tol=0).fit(chunked)
-
-    with dask.config.set(scheduler="threads"):
-        t = per_iteration({"dask-ml": dask_ml, "ours": ours(chunked)}, args.iterations, args.repeat)
-    rows.append(
-        Row(
-            f"Lloyd s/iter, {dt}, threaded, same dask array",
-            t["ours"],
-            t["dask-ml"],
-            note="peer: dask-ml",
-        )
-    )
+            warnings.simplefilter("ignore")  # scikit-learn: "distinct clusters" on blobs
+            t = per_iteration({variant: fit}, args.iterations, 3)
+    print(t[variant])
 
 
 def part_init(args, X, rows):
@@ -327,7 +362,10 @@ def main(argv=None):
     parser.add_argument("--dtypes", default="float32", help="for lloyd, e.g. float32,float64")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lloyd-child", choices=list(LLOYD_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.lloyd_child:
+        return lloyd_child(args)
     if args.memory_child:
         return memory_child(args)
     if args.compile_child:
@@ -343,7 +381,7 @@ def main(argv=None):
     parts = args.parts.split(",")
     if "lloyd" in parts:
         for dtype in args.dtypes.split(","):
-            part_lloyd(args, X.astype(dtype, copy=False), rows)
+            part_lloyd(args, dtype, rows)
     if "init" in parts:
         part_init(args, X, rows)
     if "memory" in parts:
