@@ -156,7 +156,7 @@ def lloyd_child(args):
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-                )  # fmt: skip
+                )
             )
             stack.enter_context(Client(cluster))
             on_workers = keep_in_memory(bigclust.as_dask_array(X), X)  # as fit does for NumPy
