@@ -33,7 +33,7 @@ def _proves(upper, lower, n_bound, coef, rho_coef):  # pragma: no cover - compil
     rho = rho_coef * n_bound
     lo = lower - rho
     hi = upper + rho
-    return (lo > 0.0) & (lo * lo - hi * hi > coef * n_bound * n_bound)  # no branch
+    return lo > 0.0 and lo * lo - hi * hi > coef * n_bound * n_bound
 
 
 @njit(cache=True, nogil=True)
@@ -47,24 +47,26 @@ def filter_rows(
     (``centers`` float64, unshifted) and is tested again. The rows still unsettled are
     written to ``failed``; returns ``(n_failed, n_tightened)``.
     """
-    n = X.shape[0]
-    if lower.shape[1] == 1:
-        _move_single_bounds(labels, upper, lower, drift, group_drift[0], radius, coef,
-                            rho_coef, failed)  # fmt: skip
-    else:
-        _move_group_bounds(labels, upper, lower, drift, group_drift, radius, coef, rho_coef,
-                           failed)  # fmt: skip
-    # The rows flagged above (a few percent once the labels settle), in order: ``failed``
-    # is rewritten in place behind the flags it is read from.
+    n, d = X.shape
+    t = lower.shape[1]
     n_failed = 0
     n_tightened = 0
     for i in range(n):
-        if failed[i] == 0:
-            continue
         a = labels[i]
-        low = _lowest(lower, i)
+        u = np.float64(upper[i]) + drift[a]
+        low = np.inf
+        for g in range(t):
+            v = np.float64(lower[i, g]) - group_drift[g]
+            if v < 0.0:
+                v = 0.0
+            v *= _DOWN
+            lower[i, g] = v
+            low = min(low, np.float64(lower[i, g]))
+        if _proves(u, low, u + 2.0 * radius, coef, rho_coef):
+            upper[i] = u * _UP
+            continue
         acc = 0.0
-        for f in range(X.shape[1]):
+        for f in range(d):
             diff = np.float64(X[i, f]) - centers[a, f]
             acc += diff * diff
         u = math.sqrt(acc) * (1.0 + 1e-9)
@@ -75,46 +77,6 @@ def filter_rows(
         failed[n_failed] = i
         n_failed += 1
     return n_failed, n_tightened
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _lowest(lower, i):  # pragma: no cover - compiled
-    low = np.inf
-    for g in range(lower.shape[1]):
-        low = min(low, np.float64(lower[i, g]))
-    return low
-
-
-@njit(cache=True, nogil=True)
-def _move_single_bounds(
-    labels, upper, lower, drift, group_drift, radius, coef, rho_coef, flags
-):  # pragma: no cover - compiled
-    """One lower bound per row (Hamerly): a loop without branches, which vectorizes. Sets
-    ``flags[i]`` to 1 for the rows the moved bounds do not settle (their upper bound is then
-    left for the caller to tighten), else 0."""
-    for i in range(labels.shape[0]):
-        u = np.float64(upper[i]) + drift[labels[i]]
-        v = np.float64(lower[i, 0]) - group_drift
-        v = (v if v > 0.0 else 0.0) * _DOWN
-        lower[i, 0] = v
-        settled = _proves(u, np.float64(lower[i, 0]), u + 2.0 * radius, coef, rho_coef)
-        upper[i] = u * _UP if settled else upper[i]
-        flags[i] = 0 if settled else 1
-
-
-@njit(cache=True, nogil=True)
-def _move_group_bounds(
-    labels, upper, lower, drift, group_drift, radius, coef, rho_coef, flags
-):  # pragma: no cover - compiled
-    """:func:`_move_single_bounds` for several groups of centers (Yinyang, Elkan)."""
-    for i in range(labels.shape[0]):
-        u = np.float64(upper[i]) + drift[labels[i]]
-        for g in range(lower.shape[1]):
-            v = np.float64(lower[i, g]) - group_drift[g]
-            lower[i, g] = (v if v > 0.0 else 0.0) * _DOWN
-        settled = _proves(u, _lowest(lower, i), u + 2.0 * radius, coef, rho_coef)
-        upper[i] = u * _UP if settled else upper[i]
-        flags[i] = 0 if settled else 1
 
 
 @njit(cache=True, nogil=True, fastmath={"nnan", "nsz", "reassoc"}, inline="always")
