@@ -372,3 +372,17 @@ def machine_info() -> str:
         if i.get("user_api") == "blas"
     ]
     return f"{model}, {os.cpu_count()} cores; BLAS: {'; '.join(blas) or 'none found'}"
+
+
+def memory_limited_cluster(n_workers: int, memory_limit: str):
+    """A LocalCluster of ``n_workers`` single-thread worker processes, each held to
+    ``memory_limit`` (the out-of-core benchmarks' cluster: data larger than it)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+    )

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import psutil
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import bigclust
-from benchmarks._common import PeakRSSPerProcess, spilled_bytes
+from benchmarks._common import PeakRSSPerProcess, memory_limited_cluster, spilled_bytes
 from bigclust.datasets import make_blobs, write_zarr
 
 
@@ -46,13 +46,7 @@ def main():
             f"{time.perf_counter() - start:.1f} s"
         )
         with (
-            LocalCluster(
-                n_workers=args.workers,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit=args.memory_limit,
-                dashboard_address=None,
-            ) as cluster,
+            memory_limited_cluster(args.workers, args.memory_limit) as cluster,
             Client(cluster) as client,
             PeakRSSPerProcess() as peaks,
         ):

@@ -31,11 +31,16 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import psutil
-from distributed import Client, LocalCluster
+from distributed import Client
 from sklearn.exceptions import ConvergenceWarning
 
 import bigclust
-from benchmarks._common import PeakRSSPerProcess, machine_info, spilled_bytes
+from benchmarks._common import (
+    PeakRSSPerProcess,
+    machine_info,
+    memory_limited_cluster,
+    spilled_bytes,
+)
 from bigclust.datasets import make_blobs, write_zarr
 
 N_FEATURES = 32
@@ -143,13 +148,7 @@ def run_size(size_gb: float, args, records: PassRecords) -> list[str]:
     lines = []
     try:
         with (
-            LocalCluster(
-                n_workers=args.workers,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit=args.memory_limit,
-                dashboard_address=None,
-            ) as cluster,
+            memory_limited_cluster(args.workers, args.memory_limit) as cluster,
             Client(cluster) as client,
         ):
             X, _, centers = make_blobs(

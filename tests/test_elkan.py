@@ -8,7 +8,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-import zarr
+from _inputs import as_input
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
@@ -37,17 +37,6 @@ def grid():
     X = rng.integers(0, 7, size=(4000, 3)).astype(np.float64)
     init = rng.integers(0, 7, size=(K, 3)).astype(np.float64) + 0.5 * (np.arange(K) % 2)[:, None]
     return X, init
-
-
-def as_input(X, kind, chunks, tmp_path):
-    if kind == "numpy":
-        return X
-    if kind == "dask":
-        return da.from_array(X, chunks=(chunks, X.shape[1]))
-    path = str(tmp_path / "x.zarr")
-    z = zarr.create_array(path, shape=X.shape, dtype=X.dtype, chunks=(chunks, X.shape[1]))
-    z[:] = X
-    return path
 
 
 def labels_of(model):

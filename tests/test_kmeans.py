@@ -9,7 +9,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-import zarr
+from _inputs import as_input
 from sklearn.base import clone
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.cluster import kmeans_plusplus
@@ -31,18 +31,6 @@ def blobs():
     )
     init = X[np.random.default_rng(0).choice(len(X), N_CLUSTERS, replace=False)]
     return X, init
-
-
-def as_input(X, kind, chunks, tmp_path):
-    if kind == "numpy":
-        return X
-    if kind == "dask":
-        return da.from_array(X, chunks=(chunks, X.shape[1]))
-    z = zarr.create_array(
-        str(tmp_path / "x.zarr"), shape=X.shape, dtype=X.dtype, chunks=(chunks, X.shape[1])
-    )
-    z[:] = X
-    return str(tmp_path / "x.zarr")
 
 
 def assert_matches_sklearn(ours, sk, dtype):

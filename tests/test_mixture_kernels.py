@@ -212,6 +212,7 @@ def test_nonfinite_rows_are_visible_in_the_results():
 
 # --- the compiled normalization against NumPy's ----------------------------------------------
 
+
 def _numpy_normalize(wlp):
     return K._normalize_log(wlp.copy(), None)
 

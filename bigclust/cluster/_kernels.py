@@ -243,12 +243,9 @@ class Nearest:
         the same labels, in a buffer valid until the thread's next search."""
         X = self.shifted(X)
         out = self._scratch("distances", (X.shape[0], self.n_centers))
-        labels = self._scratch_labels(X.shape[0])
+        labels = scratch_array("nearest labels", (X.shape[0],), np.int32)
         passes.nearest(np.matmul(X, self.minus_2_centers_t, out=out), self.centers_sq, labels)
         return labels
-
-    def _scratch_labels(self, n: int) -> np.ndarray:
-        return scratch_array("nearest labels", (n,), np.int32)
 
     def __call__(self, X: np.ndarray):
         """Nearest center and squared distance to it, for the rows of one block."""

@@ -64,19 +64,8 @@ def normalize(wlp, top, total):  # pragma: no cover - compiled
             m = np.floor(xc * _LOG2E + 0.5)
             r = (xc - m * _LN2_HI) - m * _LN2_LO
             p = c[13]
-            p = p * r + c[12]
-            p = p * r + c[11]
-            p = p * r + c[10]
-            p = p * r + c[9]
-            p = p * r + c[8]
-            p = p * r + c[7]
-            p = p * r + c[6]
-            p = p * r + c[5]
-            p = p * r + c[4]
-            p = p * r + c[3]
-            p = p * r + c[2]
-            p = p * r + c[1]
-            p = p * r + c[0]
+            for power in range(12, -1, -1):  # Horner
+                p = p * r + c[power]
             e = p * _POW2_NEG[np.int64(-m)]
             e = e if x > _LOW else (x if x != x else 0.0)
             row[i] = e
