@@ -11,12 +11,12 @@ that replay the same floating-point operations in the same order:
   uses alone), once for all the models; per model, its own BLAS product against its own
   shifted centers, then one loop for ``+= ||c||^2``, the argmin and the per-center sums and
   weights (instead of an argmin over short rows, a sparse product and a bincount);
-- k-means|| rounds (:func:`parallel_round_together`): the uniforms of one seed and round and
-  the rows' squared norms, once; per model, one loop over its product for the distance to the
-  nearest candidate (instead of three NumPy passes and a reduction); the weighting pass
+- k-means|| rounds (:func:`parallel_round_together`): the uniforms of one seed and round,
+  once; per model, one loop over its product for the distance to the nearest new candidate
+  (instead of three NumPy passes and a reduction); the weighting pass
   (:func:`nearest_weights_together`) likewise for few candidates;
-- greedy k-means++ steps (:func:`plusplus_together`): the exponentials of one seed and step
-  and the rows' norms, once; per model, one loop over its product for the squared distances;
+- greedy k-means++ steps (:func:`plusplus_together`): the exponentials of one seed and step,
+  once; per model, one loop over its product with its trials for the squared distances;
 - Gaussian mixtures' E-steps (:func:`e_step_together`): the transposed float64 copy of the
   chunk, once (each model's feature matrix starts from it).
 
@@ -181,15 +181,44 @@ def lloyd_and_moments_together(block, *rest) -> list[tuple]:
 # --- k-means|| rounds -------------------------------------------------------------------
 
 
-def _fused_min_squared(fused, norms, scratch):
-    """``search.min_squared(block[r])`` by one compiled loop over the search's product (the
-    chunk's row ``norms`` reused when the search has no shift)."""
+class _RowsLess:
+    """The chunk's rows less a shift, with their squared norms, per row block: computed once
+    for the searches of every model whose shift is one of ``shared`` (models of one seed
+    share their seeding's first center), else per search, as the search itself would."""
+
+    def __init__(self, block, shared=()):
+        self.block, self.shared, self.kept = block, set(shared), {}
+        self.norms = None  # of the unshifted rows
+
+    def __call__(self, search, r):
+        if search.shift is None:
+            if self.norms is None:
+                self.norms = np.einsum("ij,ij->i", self.block, self.block)
+            return self.block[r], self.norms[r]
+        key = search.shift.tobytes()
+        if key not in self.shared:
+            X = search.shifted(self.block[r])
+            return X, np.einsum("ij,ij->i", X, X)
+        found = self.kept.get((key, r.start))
+        if found is None:
+            X = np.subtract(self.block[r], search.shift)  # search.shifted's values
+            found = self.kept[key, r.start] = (X, np.einsum("ij,ij->i", X, X))
+        return found
+
+
+def _shared_shifts(block, firsts) -> list[bytes]:
+    """The shifts (a seeding's first center, in the chunk's dtype) of two models or more."""
+    keys = [np.asarray(first).astype(block.dtype).tobytes() for first in firsts]
+    return [key for key in set(keys) if keys.count(key) > 1]
+
+
+def _fused_min_squared(fused, rows_less, scratch):
+    """``search.min_squared(block[r])`` by one compiled loop over the search's product."""
 
     def min_squared(search, block, r):
-        X = search.shifted(block[r])
+        X, row_norms = rows_less(search, r)
         buffer = search._scratch("transposed", (search.n_centers, X.shape[0]))
         P = np.matmul(search.minus_2_centers_t.T, X.T, out=buffer)
-        row_norms = norms[r] if search.shift is None else np.einsum("ij,ij->i", X, X)
         dist = scratch[: X.shape[0]]
         fused.min_squared_t(P, search.centers_sq, row_norms, block.dtype.type(0), dist)
         return dist
@@ -200,17 +229,17 @@ def _fused_min_squared(fused, norms, scratch):
 @together_form(kern.parallel_round_chunk)
 def parallel_round_together(block, *rest) -> list[kern.Sampled]:
     """:func:`~bigclust.cluster._kernels.parallel_round_chunk` for many models' params: the
-    uniforms of one seed and round drawn once (models of one seed share them), the rows'
-    squared norms computed once, each model's distances in one compiled loop over its
-    product instead of NumPy's three passes and a reduction."""
+    uniforms of one seed and round drawn once (models of one seed share them), each model's
+    distances to its new candidates in one compiled loop over its product instead of
+    NumPy's three passes and a reduction."""
     *weights, params_list, start = rest
     fused = _fused(block.shape[0], len(params_list))
     if fused is None:
         return [kern.parallel_round_chunk(block, *weights, p, start) for p in params_list]
     w = weights[0].astype(np.float64) if weights else None
-    min_squared = _fused_min_squared(
-        fused, np.einsum("ij,ij->i", block, block), np.empty(block.shape[0], block.dtype)
-    )
+    shared = _shared_shifts(block, [p.candidates[0] for p in params_list])
+    rows_less = _RowsLess(block, shared)
+    min_squared = _fused_min_squared(fused, rows_less, np.empty(block.shape[0], block.dtype))
     uniforms: dict = {}  # by seed and round: the models of one seed draw the same
     out = []
     for params in params_list:
@@ -226,35 +255,36 @@ def parallel_round_together(block, *rest) -> list[kern.Sampled]:
 @together_form(kern.plusplus_chunk)
 def plusplus_together(block, *rest) -> list[kern.PlusPlusStats]:
     """:func:`~bigclust.cluster._kernels.plusplus_chunk` for many models' params: the
-    exponentials of one seed, step and number of trials drawn once, the rows' norms computed
-    once, each model's squared distances in one compiled loop over its product."""
+    exponentials of one seed, step and number of trials drawn once, each model's squared
+    distances to its trials in one compiled loop over its product."""
     *weights, params_list, start = rest
     w = weights[0].astype(np.float64) if weights else None
     fused = _fused(block.shape[0], len(params_list))
-    squared_t = None if fused is None else _fused_squared_t(fused, block)
+    squared_t = min_squared = None
+    if fused is not None:
+        rows_less = _RowsLess(block, _shared_shifts(block, [p.centers[0] for p in params_list]))
+        squared_t = _fused_squared_t(fused, rows_less)
+        min_squared = _fused_min_squared(fused, rows_less, np.empty(block.shape[0], block.dtype))
     races: dict = {}
     out = []
     for params in params_list:
         key = (params.seed, params.step, params.n_next_trials)
         if key not in races:
             races[key] = kern.plusplus_races(params, start, block.shape[0])
-        out.append(kern.plusplus_step(block, w, params, start, races[key], squared_t))
+        out.append(kern.plusplus_step(block, w, params, start, races[key], squared_t, min_squared))
     return out
 
 
-def _fused_squared_t(fused, block):
+def _fused_squared_t(fused, rows_less):
     """``search.squared_t(block[r]).astype(np.float64)`` by one compiled loop over the
-    search's product (the chunk's row norms reused when the search has no shift)."""
-    norms = np.einsum("ij,ij->i", block, block)
-    zero = block.dtype.type(0)
+    search's product."""
 
     def squared_t(search, block, r):
-        X = search.shifted(block[r])
+        X, row_norms = rows_less(search, r)
         buffer = search._scratch("transposed", (search.n_centers, X.shape[0]))
         P = np.matmul(search.minus_2_centers_t.T, X.T, out=buffer)
-        row_norms = norms[r] if search.shift is None else np.einsum("ij,ij->i", X, X)
         out = np.empty(P.shape)
-        fused.squared_t64(P, search.centers_sq, row_norms, zero, out)
+        fused.squared_t64(P, search.centers_sq, row_norms, block.dtype.type(0), out)
         return out
 
     return squared_t

@@ -204,6 +204,66 @@ def test_kmeans_plusplus_greedy_quality():
     assert np.mean(ours) <= 1.10 * np.mean(theirs)
 
 
+def _seeding(X, how="k-means++", seed=3, n_clusters=12, weights=None):
+    from bigclust.cluster import _init
+
+    if how == "k-means++":
+        return _init.kmeans_plusplus_greedy(X, n_clusters, weights, seed)
+    return _init.kmeans_parallel(X, n_clusters, weights, seed, seed_on_data=False)
+
+
+@pytest.mark.parametrize("how", ["k-means++", "k-means||"])
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_seeding_kept_distances_are_a_cache(blobs, kind, how, monkeypatch):
+    """Greedy k-means++ and k-means|| keep each chunk's distances to the nearest center (or
+    candidate) so far between their passes; a chunk that finds none (every pass here: a
+    worker lost each time) folds every center again and the seeding is bitwise unchanged."""
+    from bigclust import _chunk_state
+
+    X, _ = blobs
+    X = X.astype(np.float32)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    if kind == "dask":
+        X, weights = da.from_array(X, chunks=(700, 4)), da.from_array(weights, chunks=700)
+    kept = _seeding(X, how, weights=weights)
+    assert not _chunk_state.STORE  # forgotten at the end
+
+    found = []
+    take = _chunk_state.take
+
+    def taking(run, start, lose=False):
+        state = take(run, start)
+        found.append(state is not None)
+        return None if lose else state
+
+    monkeypatch.setattr(_chunk_state, "take", taking)
+    again = _seeding(X, how, weights=weights)
+    n_chunks = 1 if kind == "numpy" else len(X.chunks[0])
+    assert found.count(False) == n_chunks  # kept from the first step to the last
+    monkeypatch.setattr(_chunk_state, "take", lambda run, start: taking(run, start, lose=True))
+    lost = _seeding(X, how, weights=weights)
+    np.testing.assert_array_equal(again.centers, kept.centers)
+    np.testing.assert_array_equal(lost.centers, kept.centers)
+    if how == "k-means++":
+        np.testing.assert_array_equal(lost.rows, kept.rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["k-means++", "k-means||"])
+def test_seeding_on_worker_processes(blobs, how, processes, process_client):
+    """On worker processes each chunk's pass goes where its distances are kept: the seeding
+    equals the threaded scheduler's, and nothing is left on the workers."""
+    from bigclust import _chunk_state
+
+    X, _ = blobs
+    data = da.from_array(X, chunks=(500, 4))
+    on_workers = _seeding(data, how)
+    with dask.config.set(scheduler="threads"):
+        threaded = _seeding(data, how)
+    np.testing.assert_allclose(on_workers.centers, threaded.centers, rtol=1e-12)
+    assert not any(process_client.run(lambda: len(_chunk_state.STORE)).values())
+
+
 def test_n_init_keeps_lowest_inertia(blobs):
     X, _ = blobs
     single = [

@@ -29,12 +29,12 @@ iteration, which costs more than the rows they save; Elkan's n x k bounds cost t
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from bigclust import _chunk_state
 from bigclust.cluster import _kernels as kern
 
 __all__ = ["BoundedPasses", "ElkanStats", "bounded_chunk", "bounded_chunk_weighted"]
@@ -122,35 +122,18 @@ class _ChunkState:
         self.lower = np.zeros((n, t), np.float32)
 
 
-# Bounds by (run, first row of the chunk), in this process. A task takes its chunk's entry
-# out while it works (a duplicate task meanwhile finds none and starts afresh) and puts it
-# back when done.
-_STORE: dict[tuple[str, int], _ChunkState] = {}
-_STORE_LOCK = threading.Lock()
+#: The bounds by (run, first row of the chunk), in this process (:mod:`bigclust._chunk_state`).
+_STORE = _chunk_state.STORE
+drop_run = _chunk_state.drop_run
 
 
 def _take(run: str, start: int, n: int, t: int, iteration: int) -> _ChunkState | None:
-    with _STORE_LOCK:
-        state = _STORE.pop((run, start), None)
+    state = _chunk_state.take(run, start)
     if state is None or state.iteration != iteration - 1 or state.labels.shape[0] != n:
         return None
     if state.lower.shape[1] != t:
         return None
     return state
-
-
-def _put(run: str, start: int, state: _ChunkState) -> None:
-    with _STORE_LOCK:
-        _STORE[(run, start)] = state
-
-
-def drop_run(run: str) -> int:
-    """Forget the bounds of a run in this process; returns how many chunks were held."""
-    with _STORE_LOCK:
-        keys = [key for key in _STORE if key[0] == run]
-        for key in keys:
-            del _STORE[key]
-    return len(keys)
 
 
 def _fused():
@@ -204,23 +187,15 @@ def _bounded(block, sample_weight, params: BoundParams, start: int):
                        state, bounds, elements)  # fmt: skip
     state.iteration = params.iteration
     labels = state.labels
-    _put(params.run, start, state)
+    _chunk_state.put(params.run, start, state)
 
     sums, weights, inertia = _lloyd_sums(block, sample_weight, labels, search, params, passes)
-    stats = ElkanStats(sums, weights, inertia, n, computed, tightened, {start: _worker()})
+    stats = ElkanStats(
+        sums, weights, inertia, n, computed, tightened, {start: _chunk_state.worker_address()}
+    )
     if params.moments_shift is None:
         return stats
     return stats, kern.column_moments_chunk(block, params.moments_shift, start)
-
-
-def _worker() -> str | None:
-    """The address of the distributed worker running this task, if any."""
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return None
 
 
 def _c_order(block: np.ndarray) -> np.ndarray:
@@ -290,10 +265,6 @@ def _lloyd_sums(block, sample_weight, labels, search, params, passes):
 # --- the estimator's side -------------------------------------------------------------------
 
 
-def _drop_on_worker(run: str) -> int:
-    return drop_run(run)
-
-
 class BoundedPasses:
     """The passes of one K-Means run with bounds: called like a Lloyd pass, once per
     iteration, with the iteration's centers; :meth:`close` forgets the bounds everywhere.
@@ -344,16 +315,7 @@ class BoundedPasses:
         return result
 
     def close(self) -> None:
-        drop_run(self.run)
-        from bigclust.driver import active_client
-
-        client = active_client()
-        if client is None:
-            return
-        try:
-            client.run(_drop_on_worker, self.run)
-        except Exception:  # a lost cluster took the bounds with it
-            pass
+        _chunk_state.forget_everywhere(self.run)
 
 
 def describe(history: list[tuple[int, int, int]], n_clusters: int) -> list[dict[str, Any]]:

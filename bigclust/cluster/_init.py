@@ -13,6 +13,7 @@ any chunking, scheduler or worker count.
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -21,7 +22,7 @@ import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from bigclust import _random
+from bigclust import _chunk_state, _random
 from bigclust._blas import one_thread_everywhere
 from bigclust._progress import Progress
 from bigclust._random import Key
@@ -149,23 +150,18 @@ def kmeans_parallel(
     rounds = DEFAULT_PARALLEL_ROUNDS if n_rounds is None else int(n_rounds)
     if seed_on_data and seeds_on_data(X.shape[0], n_clusters, oversampling_factor, rounds):
         return kmeans_plusplus_greedy(X, n_clusters, sample_weight, seed)
-    aligned = () if sample_weight is None else (sample_weight,)
     first = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, Key.FIRST_CENTER))
-    candidates = _rows_of(X, first)
-    oversampling = oversampling_factor * n_clusters
-    progress = Progress("k-means||", total=rounds, unit="round", rows=X.shape[0])
-    for r in progress.iterate(range(rounds)):
-        sampled = map_reduce(
-            kern.parallel_round_chunk,
-            X,
-            *aligned,
-            params=kern.ParallelRoundParams(candidates, oversampling, seed, r),
-        )
-        if sampled.cost == 0:  # every row sits on a candidate
-            break
-        order = np.argsort(sampled.rows)
-        candidates = np.vstack([candidates, sampled.points[order]])
-        progress.pass_done(candidates=len(candidates), cost=sampled.cost)
+    # Each chunk keeps its rows' distances to the nearest candidate between the rounds
+    # (bigclust._chunk_state), under a key of this seeding's own.
+    run = uuid.uuid4().hex
+    try:
+        candidates = _parallel_rounds(
+            X, sample_weight, _rows_of(X, first), oversampling_factor * n_clusters, seed,
+            rounds, run,
+        )  # fmt: skip
+    finally:
+        _chunk_state.forget_everywhere(run)
+    aligned = () if sample_weight is None else (sample_weight,)
     weights = map_reduce(
         kern.nearest_weights_chunk, X, *aligned, params=candidates, check_finite=False
     )
@@ -175,6 +171,43 @@ def kmeans_parallel(
         extra = random_init(X, n_clusters, sample_weight, fill_seed).centers
         return Seeding(warn_if_few_distinct(extra, n_clusters, stacklevel=4))
     return Seeding(reduce_candidates(candidates, weights, n_clusters, seed))
+
+
+def _parallel_rounds(X, sample_weight, candidates, oversampling, seed, rounds, run):
+    """The candidates of k-means||'s rounds, from the first center."""
+    aligned = () if sample_weight is None else (sample_weight,)
+    progress = Progress("k-means||", total=rounds, unit="round", rows=X.shape[0])
+    groups, placement = (1,), _Placement(X)
+    for r in progress.iterate(range(rounds)):
+        sampled = map_reduce(
+            kern.parallel_round_chunk,
+            X,
+            *aligned,
+            params=kern.ParallelRoundParams(candidates, oversampling, seed, r, groups, run),
+            workers=placement.workers,
+        )
+        placement.update(sampled.where)
+        if sampled.cost == 0:  # every row sits on a candidate
+            break
+        order = np.argsort(sampled.rows)
+        candidates = np.vstack([candidates, sampled.points[order]])
+        groups = (*groups, len(order))
+        progress.pass_done(candidates=len(candidates), cost=sampled.cost)
+    return candidates
+
+
+class _Placement:
+    """Where each chunk's next task should run on a distributed cluster: where its kept
+    state is (``workers=`` of :func:`~bigclust.driver.map_reduce`); ``None`` elsewhere."""
+
+    def __init__(self, X):
+        self.X, self.workers = X, None
+
+    def update(self, where: dict) -> None:
+        if isinstance(self.X, np.ndarray) or not any(where.values()):
+            return
+        starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
+        self.workers = [where.get(start) for start in starts]
 
 
 #: Restarts of the client-side reduction. Candidates cover every cluster, but one weighted
@@ -211,23 +244,38 @@ def kmeans_plusplus_greedy(
     ``2 + log(k)`` candidates drawn proportionally to ``w d^2``.
 
     Cost: ``n_clusters`` passes over the data (one per center), each computing distances to
-    the centers so far: prefer k-means|| for large ``n_clusters``. Returns the centers with
-    the global row of each (GaussianMixture's "k-means++" init starts from those rows).
+    its trials and to the newest center (each chunk keeps its rows' distances to the nearest
+    center so far, :func:`~bigclust.cluster._kernels.nearest_so_far`): prefer k-means|| for
+    large ``n_clusters`` on large data. Returns the centers with the global row of each
+    (GaussianMixture's "k-means++" init starts from those rows).
     """
     trials = 2 + int(math.log(n_clusters)) if n_local_trials is None else n_local_trials
-    aligned = () if sample_weight is None else (sample_weight,)
     rows = weighted_rows(X.shape[0], 1, sample_weight, _random.generator(seed, Key.FIRST_CENTER))
     centers = _rows_of(X, rows)
+    # Each chunk keeps its rows' distances to the nearest chosen center between the steps
+    # (bigclust._chunk_state), under a key of this seeding's own.
+    run = uuid.uuid4().hex
+    try:
+        return _plusplus_steps(X, n_clusters, sample_weight, seed, trials, centers, rows, run)
+    finally:
+        _chunk_state.forget_everywhere(run)
+
+
+def _plusplus_steps(X, n_clusters, sample_weight, seed, trials, centers, rows, run) -> Seeding:
+    aligned = () if sample_weight is None else (sample_weight,)
     # A duplicate "trial" for the first pass: it changes no distance.
     pending, pending_rows = centers[:1], rows[:1]
     progress = Progress("k-means++", total=n_clusters, unit="center", rows=X.shape[0])
+    placement = _Placement(X)
     for step in progress.iterate(range(n_clusters)):
         stats = map_reduce(
             kern.plusplus_chunk,
             X,
             *aligned,
-            params=kern.PlusPlusParams(centers, pending, trials, seed, step),
+            params=kern.PlusPlusParams(centers, pending, trials, seed, step, run),
+            workers=placement.workers,
         )
+        placement.update(stats.where)
         best = int(np.argmin(stats.potential))
         if step > 0:
             centers = np.vstack([centers, pending[best]])

@@ -287,6 +287,8 @@ class KMeans(ModelFileMixin, CentroidEstimator):
     def _new_centers(self, stats, centers, X, aligned) -> np.ndarray:
         """Average the sums; relocate empty clusters as scikit-learn does: each empty cluster
         takes one of the rows farthest from their (previous) centers."""
+        if stats.weights.all():  # no empty cluster: the common case, in one division
+            return stats.sums / stats.weights[:, None]
         sums, weights = stats.sums.copy(), stats.weights.copy()
         empty = np.flatnonzero(weights == 0)
         if empty.size:
