@@ -49,6 +49,7 @@ def _results(fitted, X) -> dict:
     names = ["cluster_centers_", "inertia_", "means_", "covariances_", "weights_", "n_iter_"]
     found = {n: getattr(fitted, n) for n in names if hasattr(fitted, n)}
     found["labels"] = np.asarray(fitted.predict(X))
+    found["score"] = fitted.score(X)  # a pass of its own, in process too
     return found
 
 

@@ -14,7 +14,7 @@ from bigclust._input import KMEANS_LABELS, Input, check_features, read_input, re
 from bigclust._params import Interval, Options
 from bigclust.cluster import _init
 from bigclust.cluster import _kernels as kern
-from bigclust.driver import map_reduce, map_rows
+from bigclust.driver import map_reduce, map_rows, place
 
 __all__ = ["CentroidEstimator"]
 
@@ -132,7 +132,8 @@ class CentroidEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         """Opposite of the (weighted) inertia of X under the fitted centers."""
         inp = self._input(X)
         weights = read_sample_weight(sample_weight, inp)
-        return -self._inertia(inp.data, weights, self.cluster_centers_)
+        # Where fit's passes run: small in-memory data in this process, without a graph.
+        return -self._inertia(place(inp), weights, self.cluster_centers_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

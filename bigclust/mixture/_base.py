@@ -393,7 +393,8 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         inp = read_input(X)
         check_features(self, inp)
-        total = map_reduce(_kernels.log_prob_sum, inp.data, params=self._model())
+        # Where fit's passes run: small in-memory data in this process, without a graph.
+        total = map_reduce(_kernels.log_prob_sum, place(inp), params=self._model())
         return total / inp.shape[0]
 
     def sample(self, n_samples=1):
