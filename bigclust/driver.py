@@ -98,14 +98,18 @@ class _Partial:
 
 
 def _all_finite(stats: Any) -> bool:
+    # Statistics that say which of their fields tell (most NamedTuples of the kernels) first:
+    # checking all their fields costs more than some kernels on small data.
+    check = getattr(stats, "all_finite", None)
+    if check is not None:
+        return check()
     if isinstance(stats, tuple):
         return all(_all_finite(s) for s in stats)
     if isinstance(stats, (float, np.floating)):
         return math.isfinite(stats)
     if isinstance(stats, np.ndarray) and stats.dtype.kind == "f":
         return bool(np.isfinite(stats).all())
-    check = getattr(stats, "all_finite", None)
-    return check() if check is not None else True
+    return True
 
 
 def _run_kernel(kernel, check_finite: bool, block, *rest):

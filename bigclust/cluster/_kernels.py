@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import os
 import threading
 import warnings
@@ -307,6 +308,10 @@ class LloydStats(NamedTuple):
     sums: np.ndarray  # (k, d) float64: weighted sum of the rows assigned to each center
     weights: np.ndarray  # (k,) float64: total weight assigned to each center
     inertia: float  # weighted sum of squared distances to the nearest center (if asked)
+
+    def all_finite(self) -> bool:
+        """A NaN or infinite row makes its center's sums (or the inertia) non-finite."""
+        return math.isfinite(self.inertia) and math.isfinite(self.sums.sum())
 
 
 class LloydParams(NamedTuple):
