@@ -3,6 +3,9 @@
 Below ``bigclust.driver.SMALL_DATA_BYTES`` a fit runs every pass in this process without a
 Dask graph. Parts (``--parts``, comma-separated; default all but ``threshold``):
 
+Each figure is the median over ``--repeat`` runs of the seconds per call, a run calling the
+fit as many times in a row as last a quarter of a second.
+
 - ``fits``: whole fits (``n_init`` included) against scikit-learn's on the same data, the
   notebook's sizes (1,250 x 2 and digits, 1,797 x 64); the note gives the inertia (or mean
   log-likelihood) ratio, bigclust over scikit-learn (<= 1 for inertia: no worse);
@@ -21,6 +24,8 @@ Dask graph. Parts (``--parts``, comma-separated; default all but ``threshold``):
 from __future__ import annotations
 
 import argparse
+import math
+import time
 import warnings
 
 import dask
@@ -59,6 +64,25 @@ def _quality(ours, theirs, X) -> str:
     return f"loglik {ours.score(X):.4f} vs {theirs.score(X):.4f}"
 
 
+#: Seconds each timed run of :func:`_per_call` lasts at least: a fit of a few milliseconds
+#: timed alone varies by +-30% on this machine; a run of many in a row does not.
+MIN_RUN_SECONDS = 0.25
+
+
+def _per_call(fn, repeat: int) -> float:
+    """Median over ``repeat`` runs of the seconds per call of ``fn``, each run calling it as
+    many times as fill :data:`MIN_RUN_SECONDS` (counted from the warm-up call)."""
+    start = time.perf_counter()
+    fn()  # warm-up, and the count
+    calls = max(1, math.ceil(MIN_RUN_SECONDS / max(time.perf_counter() - start, 1e-6)))
+
+    def run():
+        for _ in range(calls):
+            fn()
+
+    return measure(run, repeat=repeat, warmup=0).median / calls
+
+
 def _time_fits(cases, repeat: int) -> list[Row]:
     rows = []
     for name, ours, theirs, X in cases:
@@ -66,8 +90,8 @@ def _time_fits(cases, repeat: int) -> list[Row]:
             warnings.simplefilter("ignore", ConvergenceWarning)
             # scikit-learn's OpenMP threads spin after a call: time each library in a run of
             # its own calls (benchmarks/README.md), ours first.
-            t_ours = measure(lambda e=ours, X=X: e.fit(X), repeat=repeat).median
-            t_theirs = measure(lambda e=theirs, X=X: e.fit(X), repeat=repeat).median
+            t_ours = _per_call(lambda e=ours, X=X: e.fit(X), repeat)
+            t_theirs = _per_call(lambda e=theirs, X=X: e.fit(X), repeat)
         rows.append(Row(name, t_ours, t_theirs, "s", _quality(ours, theirs, X)))
     return rows
 
@@ -120,8 +144,8 @@ def grid(repeat: int) -> list[Row]:
     def search(estimator):
         return GridSearchCV(estimator, grid_of, cv=3).fit(digits)
 
-    t_ours = measure(lambda: search(bigclust.KMeans(random_state=0)), repeat=repeat).median
-    t_theirs = measure(lambda: search(SkKMeans(random_state=0)), repeat=repeat).median
+    t_ours = _per_call(lambda: search(bigclust.KMeans(random_state=0)), repeat)
+    t_theirs = _per_call(lambda: search(SkKMeans(random_state=0)), repeat)
     return [Row("GridSearchCV(KMeans(), n_clusters 2..10, cv=3) digits", t_ours, t_theirs)]
 
 
