@@ -252,9 +252,10 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
         )
         return centers.astype(sample.dtype)
 
-    def _fit_init(self, data, weights, seed: int) -> np.ndarray:
-        """Best of ``n_init`` initializations, each on ``init_size`` sampled rows; sets
-        ``self._tol`` from the variance of the sampled rows."""
+    def _fit_init(self, data, weights, seed: int, rows_from=None) -> np.ndarray:
+        """Best of ``n_init`` initializations, each on ``init_size`` sampled rows (read from
+        ``rows_from``, by default ``data``); sets ``self._tol`` from the variance of the
+        sampled rows."""
         n = data.shape[0]
         need_sample = self._init_array is None or self.tol > 0
         self._tol = 0.0
@@ -269,7 +270,7 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
         runs = [draw(Key.MINIBATCH_INIT_ROWS, r) for r in range(self._n_init)]
         validation = draw(Key.MINIBATCH_VALIDATION) if self._n_init > 1 else np.empty(0, np.int64)
         wanted = np.unique(np.concatenate([*runs, validation]))
-        rows = take_rows(data, wanted, dtype=data.dtype)
+        rows = take_rows(data if rows_from is None else rows_from, wanted, dtype=data.dtype)
         row_weights = None
         if isinstance(weights, np.ndarray):
             row_weights = weights[wanted]
@@ -334,8 +335,11 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
             state, done = saved["state"], saved["pieces"]
         else:
             seed = _random.seed_from(self.random_state)
+            # The init rows straight from the user's in-memory array when there is one: the
+            # same values, without a graph (or a cluster round trip) to gather them.
+            source = data if inp.in_memory is None else inp.in_memory
             with Progress("MiniBatchKMeans initialization", self.verbose):
-                centers = self._fit_init(data, weights, seed)
+                centers = self._fit_init(data, weights, seed, rows_from=source)
             shift = kern.origin_shift(centers, data.dtype)
             state = mbk.FitState(mbk.shifted(centers, shift), np.zeros(self.n_clusters))
             done = 0
