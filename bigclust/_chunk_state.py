@@ -50,9 +50,13 @@ def drop_run(run: str) -> int:
     return len(keys)
 
 
-def forget_everywhere(run: str) -> None:
-    """Forget the state of ``run`` here and on the workers of the active distributed client."""
+def forget_everywhere(run: str, on_workers: bool = True) -> None:
+    """Forget the state of ``run`` here and, ``on_workers`` (the run's passes ran as tasks),
+    on the workers of the active distributed client: a round trip to every worker, which a
+    run whose passes all ran in this process (small in-memory data) must not pay."""
     drop_run(run)
+    if not on_workers:
+        return
     from bigclust.driver import active_client
 
     client = active_client()

@@ -76,10 +76,17 @@ def test_in_process_equals_several_chunks(X, estimator):
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
-def test_a_distributed_client_runs_nothing_for_small_data(X, estimator, distributed_client):
+def test_a_distributed_client_runs_nothing_for_small_data(
+    X, estimator, distributed_client, monkeypatch
+):
     from distributed import get_task_stream
 
     expected = _results(_fitted(estimator, X), X)
+    runs = []  # client.run: a round trip to every worker, e.g. to forget per-chunk state
+    original_run = distributed_client.run
+    monkeypatch.setattr(
+        distributed_client, "run", lambda *a, **k: runs.append(a) or original_run(*a, **k)
+    )
     with (
         distributed_client.as_current(),
         dask.config.set(scheduler=distributed_client),
@@ -87,6 +94,7 @@ def test_a_distributed_client_runs_nothing_for_small_data(X, estimator, distribu
     ):
         found = _results(_fitted(estimator, X), X)
     assert tasks.data == [], "small in-memory data must not send tasks to the cluster"
+    assert runs == [], "nor run anything on its workers"
     for name, value in expected.items():
         np.testing.assert_array_equal(found[name], value, err_msg=name)
 

@@ -281,6 +281,7 @@ class BoundedPasses:
         self.group_of: np.ndarray | None = None
         self.history: list[tuple[int, int, int]] = []
         self.where: dict[int, str | None] = {}  # chunk's first row -> worker with its bounds
+        self.as_tasks = False  # a pass ran as tasks (its bounds may be on workers)
 
     def __call__(
         self, X, aligned, centers, with_inertia: bool, moments_shift=None, update_centers=True
@@ -302,6 +303,7 @@ class BoundedPasses:
             with_inertia, moments_shift, update_centers,
         )  # fmt: skip
         kernel = bounded_chunk_weighted if aligned else bounded_chunk
+        self.as_tasks = self.as_tasks or not isinstance(X, np.ndarray)
         workers = None
         if self.where and not isinstance(X, np.ndarray):  # each chunk where its bounds are
             starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
@@ -315,7 +317,8 @@ class BoundedPasses:
         return result
 
     def close(self) -> None:
-        _chunk_state.forget_everywhere(self.run)
+        # Bounds on workers only if a pass ran as tasks (not for data kept in this process).
+        _chunk_state.forget_everywhere(self.run, on_workers=self.as_tasks)
 
 
 def describe(history: list[tuple[int, int, int]], n_clusters: int) -> list[dict[str, Any]]:

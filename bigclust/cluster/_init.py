@@ -160,7 +160,7 @@ def kmeans_parallel(
             rounds, run,
         )  # fmt: skip
     finally:
-        _chunk_state.forget_everywhere(run)
+        _chunk_state.forget_everywhere(run, on_workers=not isinstance(X, np.ndarray))
     aligned = () if sample_weight is None else (sample_weight,)
     weights = map_reduce(
         kern.nearest_weights_chunk, X, *aligned, params=candidates, check_finite=False
@@ -258,7 +258,7 @@ def kmeans_plusplus_greedy(
     try:
         return _plusplus_steps(X, n_clusters, sample_weight, seed, trials, centers, rows, run)
     finally:
-        _chunk_state.forget_everywhere(run)
+        _chunk_state.forget_everywhere(run, on_workers=not isinstance(X, np.ndarray))
 
 
 def _plusplus_steps(X, n_clusters, sample_weight, seed, trials, centers, rows, run) -> Seeding:
