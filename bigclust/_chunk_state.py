@@ -22,7 +22,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["STORE", "drop_run", "forget_everywhere", "put", "take", "worker_address"]
+import numpy as np
+
+__all__ = [
+    "STORE",
+    "chunk_workers",
+    "drop_run",
+    "forget_everywhere",
+    "put",
+    "take",
+    "worker_address",
+]
 
 #: This process's entries, by (run, first row of the chunk).
 STORE: dict[tuple[str, int], Any] = {}
@@ -76,3 +86,14 @@ def worker_address() -> str | None:
         return get_worker().address
     except (ImportError, ValueError):
         return None
+
+
+def chunk_workers(X, where: dict) -> list[str | None] | None:
+    """For :func:`~bigclust.driver.map_reduce`'s ``workers=``: the worker keeping each
+    chunk's state, from ``where`` (first row of a chunk -> worker address, as the last pass
+    reported it), or ``None`` when no state is on a worker (in-memory data, local
+    schedulers)."""
+    if isinstance(X, np.ndarray) or not any(where.values()):
+        return None
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+    return [where.get(start) for start in starts]

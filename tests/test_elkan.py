@@ -13,7 +13,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
-from bigclust import KMeans, load, save
+from bigclust import KMeans, _chunk_state, load, save
 from bigclust.cluster import _elkan
 from bigclust.cluster import _kernels as kern
 
@@ -131,9 +131,9 @@ def test_on_worker_processes(overlapping, processes, process_client):
     # one process (chunks read on any worker, their kernels sent where the bounds live).
     assert elkan._bound_history == in_process._bound_history
     # ... and are gone from them once the fit is done.
-    held = process_client.run(_elkan.drop_run, "no such run")
+    held = process_client.run(_chunk_state.drop_run, "no such run")
     assert set(held.values()) == {0}
-    assert not any(process_client.run(lambda: len(_elkan._STORE)).values())
+    assert not any(process_client.run(lambda: len(_chunk_state.STORE)).values())
 
 
 @pytest.mark.parametrize("kind", ["numpy", "dask"])
@@ -169,9 +169,9 @@ def test_lost_or_stale_bounds_are_recomputed(overlapping, monkeypatch):
     def damaging(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         if self.iteration == 6:
-            damaged.append(_elkan._STORE.pop((self.run, 0)))  # chunk 0 lost
+            damaged.append(_chunk_state.STORE.pop((self.run, 0)))  # chunk 0 lost
         if self.iteration == 8:
-            _elkan._STORE[(self.run, 1000)].iteration -= 1  # chunk 1 from an earlier pass
+            _chunk_state.STORE[(self.run, 1000)].iteration -= 1  # chunk 1 from an earlier pass
         return result
 
     monkeypatch.setattr(_elkan.BoundedPasses, "__call__", damaging)
@@ -182,7 +182,7 @@ def test_lost_or_stale_bounds_are_recomputed(overlapping, monkeypatch):
     normal = [c for _, c, _ in reference._bound_history]
     assert computed[6] >= 1000 > normal[6]
     assert computed[8] >= 1000 > normal[8]
-    assert not any(key[0] == damaged_fit._bound_run for key in _elkan._STORE)
+    assert not any(key[0] == damaged_fit._bound_run for key in _chunk_state.STORE)
 
 
 def test_resumed_fit_equals_an_uninterrupted_one(overlapping, tmp_path, monkeypatch):
@@ -261,7 +261,7 @@ def test_chunk_sums_are_lloyds_bits(overlapping, compiled, weighted, monkeypatch
     bounded = _elkan.BoundParams(centers, "t", 0, None, groups, _elkan.group_members(groups),
                                  None, True, None)  # fmt: skip
     ours = _elkan._bounded(X, w, bounded, 0)
-    _elkan.drop_run("t")
+    _chunk_state.drop_run("t")
     np.testing.assert_array_equal(ours.sums, lloyd.sums)
     np.testing.assert_array_equal(ours.weights, lloyd.weights)
     assert ours.inertia == lloyd.inertia
@@ -294,7 +294,7 @@ def test_threaded_scheduler_keeps_no_bounds_after_the_fit(overlapping):
     X, init = overlapping
     with dask.config.set(scheduler="threads"):
         model = fit(da.from_array(X, chunks=(500, 4)), init, "elkan")
-    assert not any(key[0] == model._bound_run for key in _elkan._STORE)
+    assert not any(key[0] == model._bound_run for key in _chunk_state.STORE)
 
 
 @pytest.mark.parametrize("margin", [1.0, 0.0])
@@ -329,11 +329,11 @@ def test_bounds_leave_rows_lloyds_rounding_could_flip_to_lloyd(dtype, margin, mo
                                 False, None)  # fmt: skip
     try:
         _elkan._bounded(X, None, first, 0)
-        before = _elkan._STORE[("flip", 0)].labels.copy()
+        before = _chunk_state.STORE[("flip", 0)].labels.copy()
         stats = _elkan._bounded(X, None, second, 0)
-        after = _elkan._STORE[("flip", 0)].labels
+        after = _chunk_state.STORE[("flip", 0)].labels
     finally:
-        _elkan.drop_run("flip")
+        _chunk_state.drop_run("flip")
     lloyd = kern.labels_block(X, moved)
     np.testing.assert_array_equal(before, kern.labels_block(X, centers))
     assert (lloyd != before).sum() > 20  # rounding did flip labels: the case is there

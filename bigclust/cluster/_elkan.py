@@ -122,11 +122,6 @@ class _ChunkState:
         self.lower = np.zeros((n, t), np.float32)
 
 
-#: The bounds by (run, first row of the chunk), in this process (:mod:`bigclust._chunk_state`).
-_STORE = _chunk_state.STORE
-drop_run = _chunk_state.drop_run
-
-
 def _take(run: str, start: int, n: int, t: int, iteration: int) -> _ChunkState | None:
     state = _chunk_state.take(run, start)
     if state is None or state.iteration != iteration - 1 or state.labels.shape[0] != n:
@@ -304,10 +299,7 @@ class BoundedPasses:
         )  # fmt: skip
         kernel = bounded_chunk_weighted if aligned else bounded_chunk
         self.as_tasks = self.as_tasks or not isinstance(X, np.ndarray)
-        workers = None
-        if self.where and not isinstance(X, np.ndarray):  # each chunk where its bounds are
-            starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
-            workers = [self.where.get(start) for start in starts]
+        workers = _chunk_state.chunk_workers(X, self.where)  # each chunk where its bounds are
         result = map_reduce(kernel, X, *aligned, params=params, workers=workers)
         stats = result if moments_shift is None else result[0]
         self.where = stats.where

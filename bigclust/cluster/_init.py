@@ -177,16 +177,16 @@ def _parallel_rounds(X, sample_weight, candidates, oversampling, seed, rounds, r
     """The candidates of k-means||'s rounds, from the first center."""
     aligned = () if sample_weight is None else (sample_weight,)
     progress = Progress("k-means||", total=rounds, unit="round", rows=X.shape[0])
-    groups, placement = (1,), _Placement(X)
+    groups, workers = (1,), None
     for r in progress.iterate(range(rounds)):
         sampled = map_reduce(
             kern.parallel_round_chunk,
             X,
             *aligned,
             params=kern.ParallelRoundParams(candidates, oversampling, seed, r, groups, run),
-            workers=placement.workers,
+            workers=workers,
         )
-        placement.update(sampled.where)
+        workers = _chunk_state.chunk_workers(X, sampled.where)
         if sampled.cost == 0:  # every row sits on a candidate
             break
         order = np.argsort(sampled.rows)
@@ -194,20 +194,6 @@ def _parallel_rounds(X, sample_weight, candidates, oversampling, seed, rounds, r
         groups = (*groups, len(order))
         progress.pass_done(candidates=len(candidates), cost=sampled.cost)
     return candidates
-
-
-class _Placement:
-    """Where each chunk's next task should run on a distributed cluster: where its kept
-    state is (``workers=`` of :func:`~bigclust.driver.map_reduce`); ``None`` elsewhere."""
-
-    def __init__(self, X):
-        self.X, self.workers = X, None
-
-    def update(self, where: dict) -> None:
-        if isinstance(self.X, np.ndarray) or not any(where.values()):
-            return
-        starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
-        self.workers = [where.get(start) for start in starts]
 
 
 #: Restarts of the client-side reduction. Candidates cover every cluster, but one weighted
@@ -266,16 +252,16 @@ def _plusplus_steps(X, n_clusters, sample_weight, seed, trials, centers, rows, r
     # A duplicate "trial" for the first pass: it changes no distance.
     pending, pending_rows = centers[:1], rows[:1]
     progress = Progress("k-means++", total=n_clusters, unit="center", rows=X.shape[0])
-    placement = _Placement(X)
+    workers = None
     for step in progress.iterate(range(n_clusters)):
         stats = map_reduce(
             kern.plusplus_chunk,
             X,
             *aligned,
             params=kern.PlusPlusParams(centers, pending, trials, seed, step, run),
-            workers=placement.workers,
+            workers=workers,
         )
-        placement.update(stats.where)
+        workers = _chunk_state.chunk_workers(X, stats.where)
         best = int(np.argmin(stats.potential))
         if step > 0:
             centers = np.vstack([centers, pending[best]])
