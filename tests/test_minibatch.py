@@ -223,10 +223,10 @@ def small_segments(monkeypatch):
     monkeypatch.setattr(_minibatch, "SEGMENT_BYTES", 700 * 5 * 8)
 
 
-def _fit(X, **kwargs):
+def _fit(X, sample_weight=None, **kwargs):
     params = dict(n_clusters=6, batch_size=256, max_iter=3, random_state=7)
     params.update(kwargs)
-    return MiniBatchKMeans(**params).fit(X)
+    return MiniBatchKMeans(**params).fit(X, sample_weight=sample_weight)
 
 
 def test_fit_same_batches_for_any_chunking(small_segments, tmp_path):
@@ -248,6 +248,67 @@ def test_fit_same_batches_for_any_chunking(small_segments, tmp_path):
         assert_array_equal(np.asarray(other.labels_), reference.labels_)
     # A different seed gives different batches.
     assert not np.allclose(_fit(X, random_state=8).cluster_centers_, reference.cluster_centers_)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rtol"), [(np.float64, 1e-12), (np.float32, 1e-5)], ids=["float64", "float32"]
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(max_no_improvement=None),  # every step, reassignments included
+        dict(max_no_improvement=2, tol=0.0),  # stops on the inertia
+        dict(max_no_improvement=None, tol=1e-3),  # stops on the centers' shift
+        dict(max_no_improvement=None, weighted=True, shifted=True),
+    ],
+    ids=["steps", "no-improvement", "tol", "weighted-far"],
+)
+def test_compiled_loop_makes_numpys_steps(small_segments, monkeypatch, dtype, rtol, options):
+    """The compiled loop of steps (segments of many batches) gives the steps of the step by
+    step path: the same number, the same stopping rule, the same centers to rounding."""
+    from bigclust.cluster import _fused
+    from bigclust.cluster import _kernels as kern
+
+    options = dict(options)
+    X = _blobs(n=3001, dtype=dtype)
+    if options.pop("shifted", False):
+        X = X + dtype(1e4)  # far from the origin: the steps work around a shift
+    w = np.random.default_rng(3).uniform(0.5, 2, len(X)) if options.pop("weighted", False) else None
+    monkeypatch.setattr(kern, "USE_COMPILED", True)
+    init = X[:6].copy()
+    init[5] = X.max(axis=0) * 10  # a center no row is near: its reassignment is due at once
+    params = dict(batch_size=64, max_iter=4, init=init, reassignment_ratio=0.2, **options)
+    loops = []
+    real = _fused.fit_steps
+
+    def counted(*args):
+        loops.append(real(*args))
+        return loops[-1]
+
+    monkeypatch.setattr(_fused, "fit_steps", counted)
+    fast = _fit(X, sample_weight=w, **params)
+    made = sum(done for done, _ in loops)
+    assert made > fast.n_steps_ // 2  # most steps ran in the loop
+    monkeypatch.setattr(_fused, "fit_steps", lambda *args: (0, _fused.LEFT_TO_NUMPY))
+    steps = _fit(X, sample_weight=w, **params)
+    assert fast.n_steps_ == steps.n_steps_
+    if options.get("max_no_improvement") or options.get("tol"):
+        assert fast.n_steps_ < 4 * 3001 // 64  # it stopped early
+    assert fast.cluster_centers_.dtype == dtype
+    assert_allclose(fast.cluster_centers_, steps.cluster_centers_, rtol=rtol)
+    # float32 centers that differ in their last bits move the inertia of rows far from
+    # the origin by more.
+    assert fast.inertia_ == pytest.approx(steps.inertia_, rel=rtol if dtype == np.float64 else 1e-4)
+    assert_array_equal(fast.labels_, steps.labels_)
+
+
+def test_compiled_loop_names_nonfinite_row(small_segments, monkeypatch):
+    from bigclust.cluster import _kernels as kern
+
+    monkeypatch.setattr(kern, "USE_COMPILED", True)
+    X = _nan_at(_blobs(n=3001), 2345)
+    with pytest.raises(NonFiniteInputError, match="row 2345"):
+        _fit(X, batch_size=64, max_no_improvement=None)
 
 
 def _documented_batches(n, segment, batch_size, seed, epochs):

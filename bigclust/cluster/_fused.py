@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bigclust.cluster import _minibatch_kernels as mbk
+
 
 def nearest(P: np.ndarray, centers_sq: np.ndarray, labels: np.ndarray) -> None:
     """``labels[:] = (P + centers_sq).argmin(axis=1)``, bit for bit, overwriting ``P``.
@@ -33,17 +35,18 @@ def nearest(P: np.ndarray, centers_sq: np.ndarray, labels: np.ndarray) -> None:
     +0.0 is added where it is empty), so equal floats have equal keys; a row holding a NaN
     gets its first NaN, as in NumPy.
     """
+    _nearest(P, *_keys(P), centers_sq, labels)
+
+
+def _keys(P: np.ndarray) -> tuple:
+    """``P``'s integer view, and the mask and shift that make its bits ordered keys."""
     if P.dtype == np.float32:
-        _nearest(P, P.view(np.int32), centers_sq, labels, np.int32(0x7FFFFFFF), np.int32(31))
-    else:
-        _nearest(P, P.view(np.int64), centers_sq, labels, _MASK64, np.int64(63))
-
-
-_MASK64 = np.int64(0x7FFFFFFFFFFFFFFF)
+        return P.view(np.int32), np.int32(0x7FFFFFFF), np.int32(31)
+    return P.view(np.int64), np.int64(0x7FFFFFFFFFFFFFFF), np.int64(63)
 
 
 @njit(cache=True, nogil=True)
-def _nearest(P, keys, centers_sq, labels, mask, sign_shift):  # pragma: no cover - compiled
+def _nearest(P, keys, mask, sign_shift, centers_sq, labels):  # pragma: no cover - compiled
     """:func:`nearest` on ``P`` and ``keys``, its integer view."""
     n, k = P.shape
     add = centers_sq.shape[0] > 0
@@ -155,3 +158,97 @@ def minibatch_finish(
     d = centers.shape[1]
     finite = minibatch_update(centers, counts, sums[:, :d], sums[:, d], new, counts_new)
     return total, finite
+
+
+# The mini-batch fit's stopping rule, compiled from its plain-Python source so that both
+# paths apply the same one.
+_convergence_rule = njit(cache=True, nogil=True)(mbk.convergence_rule)
+
+#: What :func:`fit_steps` answers besides the rule's: the next step is left to NumPy's.
+LEFT_TO_NUMPY = -1
+
+
+def fit_steps(block, order, shift, weights, first, n_batches, centers, counts, scalars, *rest):
+    """Mini-batch steps on the batches ``order[first + b * batch_size:][:batch_size]``,
+    ``b < n_batches``, of a segment's rows ``block`` (``weights``: float64 per row of
+    ``block``, or empty), each gathered and augmented around ``shift`` (see
+    :func:`bigclust.cluster._minibatch_kernels.augment`) into a buffer of one batch, updating
+    ``centers`` (data dtype) and ``counts`` in place, in one call that holds no GIL.
+
+    ``scalars`` carries the fit's numbers in and out: step, rows since the last reassignment
+    check, the inertia's moving average and its minimum (NaN: unset), steps without
+    improvement, the last batch's inertia. Each step: the product with the augmented centers
+    (the BLAS sgemm/dgemm that NumPy's ``matmul`` calls), :func:`nearest`'s labels,
+    :func:`minibatch_finish`, scikit-learn's stopping rule. A step that would reassign a
+    center, or that meets a NaN or infinity, is not made: the loop returns before it
+    (answer :data:`LEFT_TO_NUMPY`), for :func:`~bigclust.cluster._minibatch_kernels.minibatch_step`
+    to make it with its random stream. Returns ``(steps made, answer)``, answer 0 when the
+    batches (or ``max_steps``) ran out, else the rule's or :data:`LEFT_TO_NUMPY`.
+    """
+    *params, P, Xa, w, labels, centers_t, sums, new, counts_new = rest
+    return _fit_steps(
+        block, order, shift, weights, first, n_batches, centers, counts, scalars, *params,
+        P, *_keys(P), Xa, w, labels, centers_t, sums, new, counts_new,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _fit_steps(
+    block, order, shift, weights, first, n_batches, centers, counts, scalars, batch_size,
+    max_steps, reassignment_ratio, tol, max_no_improvement, n_samples,
+    P, keys, mask, sign_shift, Xa, w, labels, centers_t, sums, new, counts_new,
+):  # pragma: no cover - compiled  # fmt: skip
+    """:func:`fit_steps`, given ``P``'s integer keys (see :func:`_keys`)."""
+    k, d = centers.shape
+    weighted = weights.shape[0] > 0
+    no_centers_sq = P[0, :0]
+    for b in range(n_batches):
+        if scalars[0] >= max_steps:
+            return b, 0
+        lo = first + b * batch_size
+        for i in range(batch_size):  # the rows as shuffle_segment's order and augment give them
+            row = order[lo + i]
+            for f in range(d):
+                Xa[i, f] = block[row, f] - shift[f]
+            Xa[i, d] = 1
+            if weighted:
+                w[i] = weights[row]
+        # The reassignment check is due every 10 k rows, or while a center has no weight.
+        n_since = scalars[1] + batch_size
+        due = n_since >= 10 * k
+        for j in range(k):
+            due |= counts[j] == 0
+        for j in range(k):  # [-2 C^T; ||c||^2] in the data's dtype
+            sq = centers[j, 0] * centers[j, 0] * 0
+            for f in range(d):
+                c = centers[j, f]
+                centers_t[f, j] = c * -2
+                sq += c * c
+            centers_t[d, j] = sq
+        np.dot(Xa, centers_t, P)
+        _nearest(P, keys, mask, sign_shift, no_centers_sq, labels)
+        total, finite = minibatch_finish(
+            Xa, labels, w, centers, counts, sums, new, counts_new, True
+        )
+        if not finite:
+            return b, LEFT_TO_NUMPY
+        if due and reassignment_ratio * counts_new.max() > counts_new.min():
+            return b, LEFT_TO_NUMPY
+        moved = 0.0  # the centers' squared shift
+        if tol > 0:
+            for j in range(k):
+                for f in range(d):
+                    diff = np.float64(new[j, f]) - np.float64(centers[j, f])
+                    moved += diff * diff
+        centers[:] = new
+        counts[:] = counts_new
+        step = scalars[0] + 1
+        answer, ewa, ewa_min, no_improvement = _convergence_rule(
+            step, scalars[2], scalars[3], scalars[4], total, moved, batch_size, n_samples,
+            tol, max_no_improvement,
+        )  # fmt: skip
+        scalars[0], scalars[1], scalars[2], scalars[3] = step, 0.0 if due else n_since, ewa, ewa_min
+        scalars[4], scalars[5] = no_improvement, total
+        if answer != 0:
+            return b + 1, answer
+    return n_batches, 0

@@ -390,7 +390,7 @@ class MiniBatchKMeans(ModelFileMixin, CentroidEstimator):
             sample_weight=source_w,
             params=params,
             prepare=mbk.shuffle_segment,
-            prefetch=2,  # a segment's read and shuffle can take longer than its steps
+            prefetch=3,  # reads run ahead, one thread each (see driver.stream_fold)
         )
         # Segments to fold, about: max_steps * bs rows, n_segments per n rows.
         progress = Progress(

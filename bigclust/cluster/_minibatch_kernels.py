@@ -330,24 +330,48 @@ class Rows(NamedTuple):
         return Rows(*(None if a is None else np.concatenate([a, b]) for a, b in pairs))
 
 
-def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Rows, None]:
-    """The rows of one segment in their random order for this epoch, ready for the steps.
+class Shuffled(NamedTuple):
+    """One segment's rows and their random order for this epoch (see :func:`shuffle_segment`):
+    what the steps take, gathered batch by batch where they run."""
 
-    Independent of the centers, so the driver runs it where the segment is read, while the
-    steps of the previous segment run (see :func:`bigclust.driver.stream_fold`).
+    block: np.ndarray  # (n, d): the segment's rows as read
+    weights: np.ndarray | None  # (n,) in the data's dtype
+    order: np.ndarray  # (n,) int64: the rows in the order the steps take them
+    lo: int  # the global row of the segment's first row
+
+    @property
+    def size(self) -> int:
+        return len(self.order)
+
+    def rows(self, lo: int, hi: int, shift: np.ndarray | None) -> Rows:
+        """Rows ``lo:hi`` of the order, augmented (the last column 1) around ``shift``."""
+        order = self.order[lo:hi]
+        augmented = np.empty((len(order), self.block.shape[1] + 1), self.block.dtype)
+        # Straight into place rather than through a copy: on a Dask worker every fresh array
+        # of a segment's size is page-faulted anew (the nanny turns glibc's trimming up).
+        np.take(self.block, order, axis=0, out=augmented[:, :-1], mode="clip")
+        if shift is not None:
+            augmented[:, :-1] -= shift
+        augmented[:, -1] = 1
+        w = None if self.weights is None else self.weights[order]
+        return Rows(augmented, w, self.lo + order)
+
+
+def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Shuffled, None]:
+    """One segment's random row order for this epoch.
+
+    Independent of the centers, so the driver draws it where the segment is read, while the
+    steps of the previous segment run (see :func:`bigclust.driver.stream_fold`). The rows
+    themselves are gathered in that order batch by batch, where the steps run: a shuffled
+    copy of the whole segment cost the reading thread a pass over fresh memory (15 ms and
+    0.5 MiB of page faults per 16 MiB), which delayed the next read.
     """
     order = _random.generator(params.seed, KEY_ROW_ORDER, piece.epoch, piece.segment).permutation(
         block.shape[0]
     )
-    augmented = np.empty((block.shape[0], block.shape[1] + 1), block.dtype)
-    # Straight into place rather than through a copy: on a Dask worker every fresh array of
-    # this size is page-faulted anew (the nanny turns glibc's trimming up), 12 ms per 16 MiB.
-    np.take(block, order, axis=0, out=augmented[:, :-1], mode="clip")
-    if params.shift is not None:
-        augmented[:, :-1] -= params.shift
-    augmented[:, -1] = 1
-    w = None if weights is None else np.asarray(weights, block.dtype)[order]
-    return Rows(augmented, w, piece.lo + order), None
+    block = np.ascontiguousarray(block)
+    w = None if weights is None else np.asarray(weights, block.dtype)
+    return Shuffled(block, w, order, piece.lo), None
 
 
 @dataclasses.dataclass
@@ -367,94 +391,240 @@ class FitState:
     last_batch_inertia: float = 0.0
 
 
+#: What :func:`convergence_rule` (and the compiled steps) answer: go on, or which test stopped.
+GO_ON, CONVERGED_TOL, CONVERGED_INERTIA = 0, 1, 2
+_STOPPED = {CONVERGED_TOL: "converged-tol", CONVERGED_INERTIA: "converged-inertia"}
+
+
+def convergence_rule(
+    step, ewa, ewa_min, no_improvement, batch_inertia, shift, batch_size, n_samples, tol,
+    max_no_improvement,
+):  # fmt: skip
+    """scikit-learn's ``_mini_batch_convergence`` on plain numbers, after step ``step``
+    (counted from 1): ``ewa``/``ewa_min`` NaN while unset, ``max_no_improvement < 0`` for
+    None. Returns ``(answer, ewa, ewa_min, no_improvement)``, ``answer`` one of
+    :data:`GO_ON`, :data:`CONVERGED_TOL`, :data:`CONVERGED_INERTIA`.
+
+    Plain Python that numba compiles as it is: :mod:`bigclust.cluster._fused` runs this very
+    function inside its loop of steps.
+    """
+    batch_inertia /= batch_size
+    if step == 1:  # the first batch measures the initialization only
+        return GO_ON, ewa, ewa_min, no_improvement
+    if ewa != ewa:
+        ewa = batch_inertia
+    else:
+        alpha = min(batch_size * 2.0 / (n_samples + 1), 1.0)
+        ewa = ewa * (1 - alpha) + batch_inertia * alpha
+    if tol > 0.0 and shift <= tol:
+        return CONVERGED_TOL, ewa, ewa_min, no_improvement
+    if ewa_min != ewa_min or ewa < ewa_min:
+        no_improvement = 0
+        ewa_min = ewa
+    else:
+        no_improvement += 1
+    if 0 <= max_no_improvement <= no_improvement:
+        return CONVERGED_INERTIA, ewa, ewa_min, no_improvement
+    return GO_ON, ewa, ewa_min, no_improvement
+
+
+def _unset(value: float | None) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _set(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
 def _convergence(state: FitState, params: FitParams, batch_inertia: float, shift: float):
-    """scikit-learn's ``_mini_batch_convergence``; ``state.step`` counts from 1 here."""
-    batch_inertia /= params.batch_size
-    if state.step == 1:  # the first batch measures the initialization only
-        return None
-    if state.ewa_inertia is None:
-        state.ewa_inertia = batch_inertia
-    else:
-        alpha = min(params.batch_size * 2.0 / (params.n_samples + 1), 1)
-        state.ewa_inertia = state.ewa_inertia * (1 - alpha) + batch_inertia * alpha
-    if params.tol > 0.0 and shift <= params.tol:
-        return "converged-tol"
-    if state.ewa_inertia_min is None or state.ewa_inertia < state.ewa_inertia_min:
-        state.no_improvement = 0
-        state.ewa_inertia_min = state.ewa_inertia
-    else:
-        state.no_improvement += 1
-    if params.max_no_improvement is not None and state.no_improvement >= params.max_no_improvement:
-        return "converged-inertia"
-    return None
+    """:func:`convergence_rule` on the state (updated in place): None, or why it stopped."""
+    answer, ewa, ewa_min, state.no_improvement = convergence_rule(
+        state.step,
+        _unset(state.ewa_inertia),
+        _unset(state.ewa_inertia_min),
+        state.no_improvement,
+        batch_inertia,
+        shift,
+        params.batch_size,
+        params.n_samples,
+        params.tol,
+        -1 if params.max_no_improvement is None else params.max_no_improvement,
+    )
+    state.ewa_inertia, state.ewa_inertia_min = _set(ewa), _set(ewa_min)
+    return _STOPPED.get(answer)
 
 
-def _split_batches(carry: Rows | None, segment: Rows, batch_size: int):
-    """The full batches of the carried rows followed by the segment's (the carried rows
-    completed by the segment's first rows, then consecutive runs), and the rows left over."""
-    batches = []
+class Batches(NamedTuple):
+    """How a segment splits into batches: the carried rows completed by the segment's first
+    rows (``head``, or None), ``n_full`` batches of consecutive rows from row ``first``, and
+    the rows left over (``rest``) for the next segment."""
+
+    head: Rows | None
+    first: int
+    n_full: int
+    rest: Rows
+
+
+def _split_batches(carry: Rows | None, segment: Shuffled, batch_size: int, shift) -> Batches:
+    head, first = None, 0
     if carry is not None:
-        head = batch_size - carry.size
-        if head > segment.size:
-            return [], carry.then(segment)
-        batches.append(carry.then(segment.part(slice(head))))
-        segment = segment.part(slice(head, None))
-    full = segment.size // batch_size * batch_size
-    batches += [segment.part(slice(lo, lo + batch_size)) for lo in range(0, full, batch_size)]
-    return batches, segment.part(slice(full, None))
+        first = batch_size - carry.size
+        if first > segment.size:
+            return Batches(None, 0, 0, carry.then(segment.rows(0, segment.size, shift)))
+        head = carry.then(segment.rows(0, first, shift))
+    n_full = (segment.size - first) // batch_size
+    rest = segment.rows(first + n_full * batch_size, segment.size, shift)
+    return Batches(head, first, n_full, rest)
 
 
-def fit_segment(segment: Rows, _, state: FitState, params: FitParams, piece: Piece) -> FitState:
+def fit_segment(segment: Shuffled, _, state: FitState, params: FitParams, piece: Piece) -> FitState:
     """Mini-batch steps over one segment of rows (as given by :func:`shuffle_segment`).
 
     The batches are consecutive runs of ``batch_size`` rows of the epoch's row order, which
     continue across segments: the rows of a batch begun in the previous segment arrive in
     ``state.carry``, and the rows left at the end go out in the returned state's ``carry``.
     Steps stop at ``params.max_steps`` or at convergence (``stopped`` is set).
+
+    With the compiled passes, the runs of consecutive batches go through one compiled loop
+    (:func:`bigclust.cluster._fused.fit_steps`) that holds no GIL: a reading thread (zarr's
+    are busy Python) then slows the steps by nothing instead of threefold. It leaves to
+    :func:`minibatch_step` the carried batch and every step that reassigns a center or meets
+    a NaN, so both paths make the same steps.
     """
-    state = dataclasses.replace(state)
+    state = dataclasses.replace(state, centers=state.centers.copy(), counts=state.counts.copy())
     if state.stopped is not None:
         return state
-    k = len(state.counts)
-    batches, rest = _split_batches(state.carry, segment, params.batch_size)
-    passes = compiled_passes("minibatch", segment.augmented.dtype, segment.size * k) or False
+    k, bs = len(state.counts), params.batch_size
+    split = _split_batches(state.carry, segment, bs, params.shift)
+    passes = compiled_passes("minibatch", segment.block.dtype, segment.size * k) or False
+    loop = _CompiledSteps(passes, segment, state, params) if passes and split.n_full else None
+    if loop is None and split.n_full:  # NumPy's steps: the whole run of batches at once
+        run = segment.rows(split.first, split.first + split.n_full * bs, params.shift)
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity stops the fit
-        for batch in batches:
+        if split.head is not None and state.step < params.max_steps:
+            _step(split.head, state, params, passes)
+        b = 0
+        while b < split.n_full and state.stopped is None and state.bad_row is None:
             if state.step >= params.max_steps:
                 break
-            due, state.n_since_last_reassign = is_reassign_due(
-                state.counts, state.n_since_last_reassign, params.batch_size, k
-            )
-            step = minibatch_step(
-                batch.augmented,
-                batch.weights,
-                state.centers,
-                state.counts,
-                reassign=due,
-                reassignment_ratio=params.reassignment_ratio,
-                rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
-                passes=passes,
-            )
-            if not step.finite:
-                bad = first_nonfinite_row(batch.augmented[:, :-1])
-                if bad is not None:
-                    state.bad_row = int(batch.index[bad])
-                    return state
-            shift = (
-                float(((step.centers.astype(np.float64) - state.centers) ** 2).sum())
-                if params.tol > 0
-                else 0.0
-            )
-            state.centers, state.counts = step.centers, step.counts
-            state.step += 1
-            state.last_batch_inertia = step.inertia
-            state.stopped = _convergence(state, params, step.inertia, shift)
-            if state.stopped is not None:
-                break
+            if loop is not None:
+                b += loop.run(split.first + b * bs, split.n_full - b)
+                if b == split.n_full or state.stopped is not None:
+                    break
+                if state.step >= params.max_steps:
+                    break
+            # A step the compiled loop leaves to NumPy's (or no compiled loop).
+            if loop is None:
+                batch = run.part(slice(b * bs, (b + 1) * bs))
+            else:
+                lo = split.first + b * bs
+                batch = segment.rows(lo, lo + bs, params.shift)
+            _step(batch, state, params, passes)
+            b += 1
+    if state.bad_row is not None:
+        return state
     if state.stopped is None and state.step >= params.max_steps:
         state.stopped = "max_iter"
+    rest = split.rest
     state.carry = rest.copy() if state.stopped is None and rest.size else None
     return state
+
+
+def _step(batch: Rows, state: FitState, params: FitParams, passes) -> None:
+    """One step on ``batch`` through :func:`minibatch_step`; updates ``state`` in place
+    (``bad_row`` set if the batch holds a NaN or infinity)."""
+    due, n_since = is_reassign_due(
+        state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
+    )
+    step = minibatch_step(
+        batch.augmented,
+        batch.weights,
+        state.centers,
+        state.counts,
+        reassign=due,
+        reassignment_ratio=params.reassignment_ratio,
+        rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
+        passes=passes,
+    )
+    if not step.finite:
+        bad = first_nonfinite_row(batch.augmented[:, :-1])
+        if bad is not None:
+            state.bad_row = int(batch.index[bad])
+            return
+    shift = (
+        float(((step.centers.astype(np.float64) - state.centers) ** 2).sum())
+        if params.tol > 0
+        else 0.0
+    )
+    state.n_since_last_reassign = n_since
+    state.centers, state.counts = step.centers, step.counts
+    state.step += 1
+    state.last_batch_inertia = step.inertia
+    state.stopped = _convergence(state, params, step.inertia, shift)
+
+
+class _CompiledSteps:
+    """The compiled loop of steps over one segment's consecutive batches, with its buffers."""
+
+    def __init__(self, passes, segment: Shuffled, state: FitState, params: FitParams):
+        self.passes, self.segment, self.state, self.params = passes, segment, state, params
+        k, d = state.centers.shape
+        n, dtype = params.batch_size, segment.block.dtype
+        self.products = np.empty((n, k), dtype)
+        self.shift = np.zeros(d, dtype) if params.shift is None else params.shift.astype(dtype)
+        self.buffers = (
+            np.empty((n, d + 1), dtype),  # the batch's augmented rows
+            np.empty(n if segment.weights is not None else 0),  # their weights
+            np.empty(n, np.int32),  # labels
+            np.empty((d + 1, k), dtype),  # the augmented centers, transposed
+            np.empty((k, d + 1)),  # sums
+            np.empty_like(state.centers),  # new centers
+            np.empty_like(state.counts),  # new counts
+        )
+        self.weights = (
+            _NO_WEIGHTS if segment.weights is None else segment.weights.astype(np.float64)
+        )
+
+    def run(self, first: int, n_batches: int) -> int:
+        """Steps on up to ``n_batches`` batches from row ``first``; returns how many it made
+        (it stops before a step it leaves to :func:`minibatch_step`, at ``max_steps`` or
+        at convergence)."""
+        state, params = self.state, self.params
+        scalars = np.array(
+            [
+                state.step,
+                state.n_since_last_reassign,
+                _unset(state.ewa_inertia),
+                _unset(state.ewa_inertia_min),
+                state.no_improvement,
+                state.last_batch_inertia,
+            ],
+            np.float64,
+        )
+        done, answer = self.passes.fit_steps(
+            self.segment.block,
+            self.segment.order,
+            self.shift,
+            self.weights,
+            first,
+            n_batches,
+            state.centers,
+            state.counts,
+            scalars,
+            params.batch_size,
+            params.max_steps,
+            params.reassignment_ratio,
+            params.tol,
+            -1 if params.max_no_improvement is None else params.max_no_improvement,
+            params.n_samples,
+            self.products,
+            *self.buffers,
+        )
+        state.step, state.n_since_last_reassign = int(scalars[0]), int(scalars[1])
+        state.ewa_inertia, state.ewa_inertia_min = _set(scalars[2]), _set(scalars[3])
+        state.no_improvement, state.last_batch_inertia = int(scalars[4]), float(scalars[5])
+        state.stopped = _STOPPED.get(answer)
+        return done
 
 
 # --- partial_fit on a chunked array: one step per chunk ----------------------------------
