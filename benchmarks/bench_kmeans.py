@@ -18,7 +18,8 @@ Parts:
 - ``memory``: in a fresh subprocess, the process's peak RSS during a threaded fit on in-memory
   data, next to the RSS before the fit (data and libraries loaded).
 - ``compile``: the first-call cost of the compiled passes (numba): in fresh processes with
-  numba's disk cache empty, then warm, the first compiled Lloyd chunk and mini-batch step
+  numba's disk cache empty, then warm, the first compiled Lloyd chunk, mini-batch step and
+  mini-batch fit segment (131,072 rows: the compiled loop of steps)
   against the second; and the first Lloyd pass in a fresh Dask worker process (warm cache)
   against its second.
 
@@ -348,6 +349,18 @@ def compile_child():
             )
             times.append(time.perf_counter() - start)
         print(f"compiled mini-batch step ({np.dtype(dtype).name}) {times[0]} {times[1]}")
+        # A fit's segment: its runs of batches go through the compiled loop of steps.
+        X = np.random.default_rng(2).standard_normal((131_072, 32)).astype(dtype)
+        params = mbk.FitParams(0, len(X), 1024, 10**9, 0.01, 0.0, None, None)
+        piece = mbk.Piece(0, len(X), 0, 0)
+        segment, _ = mbk.shuffle_segment(X, None, params, piece)
+        state = mbk.FitState(X[:64].copy(), np.full(64, 1000.0))
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            mbk.fit_segment(segment, None, state, params, piece)
+            times.append(time.perf_counter() - start)
+        print(f"compiled mini-batch segment ({np.dtype(dtype).name}) {times[0]} {times[1]}")
 
 
 def main(argv=None):

@@ -232,16 +232,22 @@ def _fit_steps(
         )
         if not finite:
             return b, LEFT_TO_NUMPY
-        if due and reassignment_ratio * counts_new.max() > counts_new.min():
-            return b, LEFT_TO_NUMPY
+        if due:
+            smallest, largest = counts_new[0], counts_new[0]
+            for j in range(k):
+                smallest, largest = min(smallest, counts_new[j]), max(largest, counts_new[j])
+            if reassignment_ratio * largest > smallest:
+                return b, LEFT_TO_NUMPY
         moved = 0.0  # the centers' squared shift
         if tol > 0:
             for j in range(k):
                 for f in range(d):
                     diff = np.float64(new[j, f]) - np.float64(centers[j, f])
                     moved += diff * diff
-        centers[:] = new
-        counts[:] = counts_new
+        for j in range(k):
+            counts[j] = counts_new[j]
+            for f in range(d):
+                centers[j, f] = new[j, f]
         step = scalars[0] + 1
         answer, ewa, ewa_min, no_improvement = _convergence_rule(
             step, scalars[2], scalars[3], scalars[4], total, moved, batch_size, n_samples,
