@@ -1198,6 +1198,10 @@ def _fold_local(kernel, X, pieces, state, w, params, prefetch, prepare):
                 future.cancel()
 
 
+#: The distributed priority of a fold's tasks (higher runs first; distributed's default is 0).
+FOLD_PRIORITY = 1
+
+
 def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch, prepare):
     if not isinstance(X, da.Array):
         X = da.from_array(X, chunks=(max(1, X.shape[0]), *X.shape[1:]))
@@ -1218,14 +1222,22 @@ def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch, pre
             piece = next(pieces, None)
             if piece is None:
                 return
-            reads = [client.compute(X[piece.lo : piece.hi])]
+            # Ahead of any other work of the fit's: the data may still be on their way into
+            # the workers' memory (driver.place persists them), and a fold can start on the
+            # first piece in rather than after the last.
+            first = {"priority": FOLD_PRIORITY}
+            reads = [client.compute(X[piece.lo : piece.hi], **first)]
             if w is not None:
-                reads.append(client.compute(w[piece.lo : piece.hi]))
+                reads.append(client.compute(w[piece.lo : piece.hi], **first))
             if prepare is None:  # the kernel's task gets the futures' data, no task between
                 data = (*reads, None)[:2]
             else:
-                data = client.submit(_prepared, prepare, *reads, params_future, piece, pure=False)
-            last = client.submit(_fold_task, kernel, data, last, params_future, piece, pure=False)
+                data = client.submit(
+                    _prepared, prepare, *reads, params_future, piece, pure=False, **first
+                )
+            last = client.submit(
+                _fold_task, kernel, data, last, params_future, piece, pure=False, **first
+            )
             pending.append((last, [*reads] if prepare is None else [data, *reads]))
 
     try:
