@@ -304,6 +304,16 @@ def test_duplicate_points_warn():
         KMeans(3, random_state=0).fit(X)
 
 
+def test_few_distinct_counts_signed_zeros_as_one():
+    from bigclust.cluster._init import warn_if_few_distinct
+
+    with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(2\)"):
+        warn_if_few_distinct(np.array([[0.0, 1.0], [-0.0, 1.0], [2.0, 1.0]]), 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_few_distinct(np.array([[0.0, 1.0], [0.0, -1.0]], np.float32), 2)
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 
