@@ -530,22 +530,32 @@ def fit_segment(segment: Shuffled, _, state: FitState, params: FitParams, piece:
     return state
 
 
+def _scheduled_step(Xa, weights, centers, counts, n_since, n_steps, params, **options):
+    """:func:`minibatch_step` with scikit-learn's reassignment schedule
+    (:func:`is_reassign_due`) and the random stream of step ``n_steps``; ``params``: a
+    :class:`FitParams` or :class:`PartialParams`. Returns the step and the rows counted since
+    the last reassignment check after it."""
+    due, n_since = is_reassign_due(counts, n_since, params.batch_size, len(counts))
+    step = minibatch_step(
+        Xa,
+        weights,
+        centers,
+        counts,
+        reassign=due,
+        reassignment_ratio=params.reassignment_ratio,
+        rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, n_steps),
+        **options,
+    )
+    return step, n_since
+
+
 def _step(batch: Rows, state: FitState, params: FitParams, passes) -> None:
     """One step on ``batch`` through :func:`minibatch_step`; updates ``state`` in place
     (``bad_row`` set if the batch holds a NaN or infinity)."""
-    due, n_since = is_reassign_due(
-        state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
-    )
-    step = minibatch_step(
-        batch.augmented,
-        batch.weights,
-        state.centers,
-        state.counts,
-        reassign=due,
-        reassignment_ratio=params.reassignment_ratio,
-        rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.step),
-        passes=passes,
-    )
+    step, n_since = _scheduled_step(
+        batch.augmented, batch.weights, state.centers, state.counts,
+        state.n_since_last_reassign, state.step, params, passes=passes,
+    )  # fmt: skip
     if not step.finite:
         bad = first_nonfinite_row(batch.augmented[:, :-1])
         if bad is not None:
@@ -656,23 +666,12 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
         return state
     Xa = augment(block, params.shift)
     w = None if weights is None else np.asarray(weights, block.dtype)
-    due, n_since = is_reassign_due(
-        state.counts, state.n_since_last_reassign, params.batch_size, len(state.counts)
-    )
     passes = compiled_passes("minibatch", block.dtype, block.shape[0] * len(state.counts)) or False
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity raises below
-        step = minibatch_step(
-            Xa,
-            w,
-            state.centers,
-            state.counts,
-            reassign=due,
-            reassignment_ratio=params.reassignment_ratio,
-            rng=functools.partial(_random.generator, params.seed, KEY_REASSIGN, state.n_steps),
-            inertia=False,
-            parallel=params.parallel,
-            passes=passes,
-        )
+        step, n_since = _scheduled_step(
+            Xa, w, state.centers, state.counts, state.n_since_last_reassign, state.n_steps,
+            params, inertia=False, parallel=params.parallel, passes=passes,
+        )  # fmt: skip
     if not step.finite:
         bad = first_nonfinite_row(block)
         if bad is not None:
