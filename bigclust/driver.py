@@ -1225,18 +1225,18 @@ def _fold_distributed(client, kernel, X, pieces, state, w, params, prefetch, pre
             # Ahead of any other work of the fit's: the data may still be on their way into
             # the workers' memory (driver.place persists them), and a fold can start on the
             # first piece in rather than after the last.
-            first = {"priority": FOLD_PRIORITY}
-            reads = [client.compute(X[piece.lo : piece.hi], **first)]
+            ahead = {"priority": FOLD_PRIORITY}
+            reads = [client.compute(X[piece.lo : piece.hi], **ahead)]
             if w is not None:
-                reads.append(client.compute(w[piece.lo : piece.hi], **first))
+                reads.append(client.compute(w[piece.lo : piece.hi], **ahead))
             if prepare is None:  # the kernel's task gets the futures' data, no task between
                 data = (*reads, None)[:2]
             else:
                 data = client.submit(
-                    _prepared, prepare, *reads, params_future, piece, pure=False, **first
+                    _prepared, prepare, *reads, params_future, piece, pure=False, **ahead
                 )
             last = client.submit(
-                _fold_task, kernel, data, last, params_future, piece, pure=False, **first
+                _fold_task, kernel, data, last, params_future, piece, pure=False, **ahead
             )
             pending.append((last, [*reads] if prepare is None else [data, *reads]))
 

@@ -363,8 +363,8 @@ def shuffle_segment(block, weights, params: FitParams, piece: Piece) -> tuple[Sh
     Independent of the centers, so the driver draws it where the segment is read, while the
     steps of the previous segment run (see :func:`bigclust.driver.stream_fold`). The rows
     themselves are gathered in that order batch by batch, where the steps run: a shuffled
-    copy of the whole segment cost the reading thread a pass over fresh memory (15 ms and
-    0.5 MiB of page faults per 16 MiB), which delayed the next read.
+    copy of the whole segment cost the reading thread a pass over 16 MiB of fresh memory
+    (15 ms, page faults included), which delayed the next read.
     """
     order = _random.generator(params.seed, KEY_ROW_ORDER, piece.epoch, piece.segment).permutation(
         block.shape[0]
