@@ -195,7 +195,7 @@ def part_init(args, X, rows):
     for seed in seeds:
         start = time.perf_counter()
         with dask.config.set(scheduler="threads"):
-            centers = kmeans_parallel(chunked, k, None, seed)
+            centers = kmeans_parallel(chunked, k, None, seed).centers
         ours_time.append(time.perf_counter() - start)
         start = time.perf_counter()
         pp, _ = kmeans_plusplus(X, k, random_state=seed)
