@@ -15,7 +15,7 @@ from sklearn.datasets import make_blobs
 from bigclust import GaussianMixture, KMeans, MiniBatchKMeans, _random
 from bigclust._input import read_input
 from bigclust._params import Interval, Options, check_param
-from bigclust.cluster import _init
+from bigclust.cluster import _init, _reduce
 from bigclust.cluster import _kernels as kern
 from bigclust.driver import NonFiniteInputError, map_reduce, map_rows
 
@@ -229,6 +229,67 @@ def test_kmeans_parallel_candidates_grow_with_the_oversampling_factor(
         )
         counts.append(len(seen["candidates"]))
     assert counts[0] < counts[1] < counts[2]
+
+
+def _weighted_candidates(n_clusters, per_cluster=10, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-50, 50, (n_clusters, d))
+    points = np.repeat(centers, per_cluster, axis=0) + rng.normal(
+        0, 1, (n_clusters * per_cluster, d)
+    )
+    return points, rng.uniform(1, 500, len(points))
+
+
+def _weighted_inertia(points, weights, centers):
+    return ((points[:, None] - centers[None]) ** 2).sum(-1).min(axis=1) @ weights
+
+
+@pytest.mark.parametrize("n_clusters", [2, 8, 40])
+def test_reduction_matches_scikit_learns_weighted_kmeans(n_clusters):
+    from sklearn.cluster import KMeans as SkKMeans
+
+    points, weights = _weighted_candidates(n_clusters)
+    for seed in range(3):
+        ours = _reduce.reduce_candidates(points, weights, n_clusters, seed)
+        theirs = SkKMeans(n_clusters, n_init=10, random_state=seed).fit(
+            points, sample_weight=weights
+        )
+        assert ours.shape == (n_clusters, 3) and ours.dtype == np.float64
+        assert _weighted_inertia(points, weights, ours) <= 1.001 * _weighted_inertia(
+            points, weights, theirs.cluster_centers_
+        )
+        np.testing.assert_array_equal(
+            ours, _reduce.reduce_candidates(points, weights, n_clusters, seed)
+        )
+
+
+def test_reduction_far_from_the_origin_and_in_groups_of_restarts(monkeypatch):
+    points, weights = _weighted_candidates(8, seed=1)
+    near = _reduce.reduce_candidates(points, weights, 8, 3)
+    far = _reduce.reduce_candidates(points + 1e7, weights, 8, 3)
+    np.testing.assert_allclose(far - 1e7, near, atol=1e-6)
+    # Restarts advanced a few at a time (large k) find the same clustering.
+    monkeypatch.setattr(_reduce, "GROUP_ELEMENTS", 3 * len(points) * 8)
+    grouped = _reduce.reduce_candidates(points, weights, 8, 3)
+    np.testing.assert_allclose(np.sort(grouped, axis=0), np.sort(near, axis=0), rtol=1e-12)
+
+
+def test_reduction_relocates_an_empty_cluster():
+    points, weights = _weighted_candidates(4, seed=2)
+    x_sq = np.einsum("ij,ij->i", points, points)
+    # Two restarts; in the second, two seeds coincide, so one cluster starts empty.
+    seeds = np.stack([points[[0, 10, 20, 30]], points[[0, 0, 20, 30]]])
+    centers, labels, inertia = _reduce._lloyd(points, x_sq, weights, seeds, tol=0.0)
+    for r in range(2):
+        assert len(np.unique(labels[r])) == 4
+        assert len(np.unique(centers[r], axis=0)) == 4
+    assert inertia[1] == pytest.approx(inertia[0], rel=1e-9)
+
+
+def test_same_clustering_ignores_the_numbering():
+    assert _reduce._same_clustering(np.array([0, 0, 1, 2]), np.array([2, 2, 0, 1]))
+    assert not _reduce._same_clustering(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))
+    assert not _reduce._same_clustering(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2]))
 
 
 def test_registry_runs_on_a_sample_and_on_dask_alike(blobs):

@@ -409,7 +409,14 @@ def test_data_far_from_the_origin(offset):
     far = X + np.float32(offset)
     fitted = MiniBatchKMeans(6, random_state=0, max_iter=2, batch_size=512).fit(far)
     assert adjusted_rand_score(truth.labels_, fitted.labels_) == 1.0
-    assert_allclose(fitted.cluster_centers_ - np.float32(offset), truth.cluster_centers_, atol=0.05)
+    # The clusters may come numbered otherwise: the rows, rounded to float32 far out, differ
+    # by up to 0.016 from the rows at the origin, enough to change a k-means++ pick between
+    # two candidates of nearly equal potential.
+    same = [np.bincount(truth.labels_[fitted.labels_ == j]).argmax() for j in range(6)]
+    assert sorted(same) == list(range(6))
+    assert_allclose(
+        fitted.cluster_centers_ - np.float32(offset), truth.cluster_centers_[same], atol=0.05
+    )
     assert fitted.inertia_ == pytest.approx(truth.inertia_, rel=0.02)
 
     near_stream = MiniBatchKMeans(6, init=truth.cluster_centers_, random_state=0)

@@ -19,14 +19,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.cluster import KMeans as _SkKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from bigclust import _chunk_state, _random
-from bigclust._blas import one_thread_everywhere
 from bigclust._progress import Progress
 from bigclust._random import Key
 from bigclust.cluster import _kernels as kern
+from bigclust.cluster._reduce import reduce_candidates
 from bigclust.driver import chunk_totals, map_reduce, read_block, take_rows
 
 __all__ = ["INITS", "Seeding", "initial_centers"]
@@ -194,28 +193,6 @@ def _parallel_rounds(X, sample_weight, candidates, oversampling, seed, rounds, r
         groups = (*groups, len(order))
         progress.pass_done(candidates=len(candidates), cost=sampled.cost)
     return candidates
-
-
-#: Restarts of the client-side reduction. Candidates cover every cluster, but one weighted
-#: k-means++ pass over them can still put two centers in one cluster and none in another
-#: (measured: 4 of 10 restarts on 64 blobs); restarts cost milliseconds on ~l x rounds points,
-#: and the weighted inertia of the candidates picks the good one.
-REDUCE_RESTARTS = 10
-
-
-def reduce_candidates(candidates, weights, n_clusters, seed) -> np.ndarray:
-    """Weighted k-means++ then weighted Lloyd over the candidates, on the client; the best of
-    ``REDUCE_RESTARTS`` by weighted inertia. One thread (:func:`one_thread_everywhere`): the
-    same bits on every run and machine, and faster on so few points (a reduction of 81
-    candidates, k=8: 36 ms with 2 OpenMP threads, 21 ms with one, on a busy machine)."""
-    if len(candidates) == n_clusters:
-        return candidates
-    state = int(_random.generator(seed, Key.REDUCE).integers(2**31 - 1))
-    with warnings.catch_warnings(), one_thread_everywhere():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        lloyd = _SkKMeans(n_clusters, init="k-means++", n_init=REDUCE_RESTARTS, random_state=state)
-        lloyd.fit(candidates, sample_weight=weights)
-    return lloyd.cluster_centers_.astype(np.float64)
 
 
 def kmeans_plusplus_greedy(
