@@ -152,8 +152,8 @@ def _lloyd(X, x_sq, w, centers, tol):
 
 def _same_clustering(labels, other) -> bool:
     """Whether two labelings are one clustering with the clusters numbered differently."""
-    pairs = np.unique(np.stack([labels, other]), axis=1)
-    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+    pairs = np.unique(labels * (int(other.max()) + 1) + other)  # the distinct (label, other)
+    return len(pairs) == len(np.unique(labels)) == len(np.unique(other))
 
 
 def _to_centers(X, x_sq, centers):
