@@ -298,6 +298,10 @@ def test_compiled_passes_follow_the_call_alone(monkeypatch):
         assert kern.compiled_passes("lloyd", np.float64, 1000) is _fused
         assert kern.compiled_passes("minibatch", np.float32, 100) is _fused
         assert kern.compiled_passes("minibatch", np.float32, 99) is None
+        # Rows wider than NARROW_FEATURES count for more: the same elements, 4x the width.
+        assert kern.compiled_passes("minibatch", np.float32, 25, 4 * kern.NARROW_FEATURES)
+        assert kern.compiled_passes("minibatch", np.float32, 24, 4 * kern.NARROW_FEATURES) is None
+        assert kern.compiled_passes("minibatch", np.float32, 99, 2) is None
     monkeypatch.setattr(kern, "USE_COMPILED", False)
     assert kern.compiled_passes("lloyd", np.float32, 10**9) is None
 

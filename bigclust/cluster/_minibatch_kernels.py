@@ -121,7 +121,7 @@ def assign(
     k, dtype = len(centers), Xa.dtype
     d = Xa.shape[1] - 1
     if passes is None:
-        passes = compiled_passes("minibatch", dtype, Xa.shape[0] * k) or False
+        passes = compiled_passes("minibatch", dtype, Xa.shape[0] * k, d) or False
     centers_t = augmented_centers_t(centers, dtype)
     centers64 = np.asarray(centers, np.float64)
 
@@ -201,7 +201,8 @@ def minibatch_step(
     """
     k = len(centers)
     if passes is None:
-        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * k) or False
+        passes = compiled_passes("minibatch", Xa.dtype, Xa.shape[0] * k, Xa.shape[1] - 1)
+        passes = passes or False
     if (
         passes
         and not (parallel and Xa.shape[0] >= MIN_PARALLEL_ROWS)
@@ -496,7 +497,8 @@ def fit_segment(segment: Shuffled, _, state: FitState, params: FitParams, piece:
         return state
     k, bs = len(state.counts), params.batch_size
     split = _split_batches(state.carry, segment, bs, params.shift)
-    passes = compiled_passes("minibatch", segment.block.dtype, segment.size * k) or False
+    d = segment.block.shape[1]
+    passes = compiled_passes("minibatch", segment.block.dtype, segment.size * k, d) or False
     loop = _CompiledSteps(passes, segment, state, params) if passes and split.n_full else None
     if loop is None and split.n_full:  # NumPy's steps: the whole run of batches at once
         run = segment.rows(split.first, split.first + split.n_full * bs, params.shift)
@@ -666,7 +668,8 @@ def partial_fit_chunk(block, weights, state: PartialState, params: PartialParams
         return state
     Xa = augment(block, params.shift)
     w = None if weights is None else np.asarray(weights, block.dtype)
-    passes = compiled_passes("minibatch", block.dtype, block.shape[0] * len(state.counts)) or False
+    n, d = block.shape
+    passes = compiled_passes("minibatch", block.dtype, n * len(state.counts), d) or False
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity raises below
         step, n_since = _scheduled_step(
             Xa, w, state.centers, state.counts, state.n_since_last_reassign, state.n_steps,
