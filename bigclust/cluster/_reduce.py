@@ -5,7 +5,7 @@ Weighted greedy k-means++ then weighted Lloyd over the candidates, as scikit-lea
 in the same NumPy calls (arrays with a leading restart axis). The candidates are few
 (about ``1 + rounds x oversampling_factor x n_clusters``), so scikit-learn's fixed cost per
 call dominated there: a reduction of 81 candidates to 8 centers took 20-35 ms through
-scikit-learn, most of a small MiniBatchKMeans fit, and takes about 2 ms here.
+scikit-learn, most of a small MiniBatchKMeans fit, and takes 3-4 ms here.
 
 Everything runs on one BLAS thread (:func:`~bigclust._blas.single_blas_thread`) and the
 grouping of restarts depends on sizes alone, so the same candidates and seed give the same
