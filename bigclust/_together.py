@@ -169,13 +169,11 @@ def lloyd_together_weighted(block, sample_weight, params_list, start) -> list[ke
 @together_form(kern.lloyd_and_moments_chunk)
 def lloyd_and_moments_together(block, *rest) -> list[tuple]:
     """:func:`~bigclust.cluster._kernels.lloyd_and_moments_chunk` for many models' params
-    (the moments, around each model's own shift, per model)."""
+    (the column moments, which depend on the data alone, computed once for all)."""
     *weights, params_list, start = rest
-    lloyd = _lloyd_together(block, weights[0] if weights else None, [p for p, _ in params_list])
-    return [
-        (stats, kern.column_moments_chunk(block, shift, start))
-        for stats, (_, shift) in zip(lloyd, params_list, strict=True)
-    ]
+    lloyd = _lloyd_together(block, weights[0] if weights else None, params_list)
+    moments = kern.column_moments_chunk(block, start)
+    return [(stats, moments) for stats in lloyd]
 
 
 # --- k-means|| rounds -------------------------------------------------------------------

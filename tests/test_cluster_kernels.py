@@ -162,13 +162,18 @@ def test_plusplus_combine(blobs):
     assert_allclose(whole.potential, expected.sum(axis=1), rtol=1e-9)
 
 
-def test_column_moments_add_up(blobs):
+@pytest.mark.parametrize("offset", [0.0, 1e8])
+def test_column_moments_combine(blobs, offset):
     X, _, _ = blobs
-    shift = X.mean(axis=0)
-    a = kern.column_moments_chunk(X[:999], shift, 0)
-    b = kern.column_moments_chunk(X[999:], shift, 999)
-    total = kern.ColumnMoments(a.count + b.count, a.sum + b.sum, a.sum_sq + b.sum_sq)
-    assert_allclose(total.variance(), X.var(axis=0), rtol=1e-12)
+    X = X + offset  # far from the origin, E[x^2] - E[x]^2 would lose every digit
+    a = kern.column_moments_chunk(X[:999], 0)
+    b = kern.column_moments_chunk(X[999:], 999)
+    empty = kern.column_moments_chunk(X[:0], 0)
+    for total in (a.combine(b), b.combine(empty).combine(a), empty.combine(a).combine(b)):
+        assert total.count == len(X)
+        assert_allclose(total.variance(), X.var(axis=0), rtol=1e-9)
+        assert_allclose(total.mean, X.mean(axis=0), rtol=1e-13)
+    assert_allclose(kern.column_moments_chunk(X, 0).variance(), X.var(axis=0), rtol=1e-9)
 
 
 def test_labels_inertia_combine(blobs):

@@ -89,7 +89,7 @@ class BoundParams(NamedTuple):
     groups: tuple[np.ndarray, np.ndarray]  # group g: members[start[g]:start[g + 1]]
     group_drift: np.ndarray | None  # (t,) the largest drift in each group
     with_inertia: bool
-    moments_shift: np.ndarray | None  # column moments too, around this shift (first pass)
+    moments: bool  # column moments too (first pass)
     update_centers: bool = True  # sums and weights per center (else the inertia alone)
 
 
@@ -188,9 +188,9 @@ def _bounded(block, sample_weight, params: BoundParams, start: int):
     stats = ElkanStats(
         sums, weights, inertia, n, computed, tightened, {start: _chunk_state.worker_address()}
     )
-    if params.moments_shift is None:
+    if not params.moments:
         return stats
-    return stats, kern.column_moments_chunk(block, params.moments_shift, start)
+    return stats, kern.column_moments_chunk(block, start)
 
 
 def _c_order(block: np.ndarray) -> np.ndarray:
@@ -278,9 +278,7 @@ class BoundedPasses:
         self.where: dict[int, str | None] = {}  # chunk's first row -> worker with its bounds
         self.as_tasks = False  # a pass ran as tasks (its bounds may be on workers)
 
-    def __call__(
-        self, X, aligned, centers, with_inertia: bool, moments_shift=None, update_centers=True
-    ):
+    def __call__(self, X, aligned, centers, with_inertia: bool, moments=False, update_centers=True):
         from bigclust.driver import map_reduce
 
         centers = np.asarray(centers, np.float64)
@@ -295,13 +293,13 @@ class BoundedPasses:
             np.maximum.at(group_drift, self.group_of, drift)
         params = BoundParams(
             centers, self.run, self.iteration, drift, self.group_of, self.groups, group_drift,
-            with_inertia, moments_shift, update_centers,
+            with_inertia, moments, update_centers,
         )  # fmt: skip
         kernel = bounded_chunk_weighted if aligned else bounded_chunk
         self.as_tasks = self.as_tasks or not isinstance(X, np.ndarray)
         workers = _chunk_state.chunk_workers(X, self.where)  # each chunk where its bounds are
         result = map_reduce(kernel, X, *aligned, params=params, workers=workers)
-        stats = result if moments_shift is None else result[0]
+        stats = result[0] if moments else result
         self.where = stats.where
         self.history.append((stats.rows, stats.computed, stats.tightened))
         self.previous = centers

@@ -534,27 +534,45 @@ def distances_block(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 
 class ColumnMoments(NamedTuple):
-    """Unweighted per-column moments around a fixed shift; combine by addition."""
+    """Unweighted per-column row count, mean and sum of squared deviations from the mean.
+
+    Parts combine by the pairwise update of Chan, Golub and LeVeque (1979), so no shift is
+    needed to keep the variance exact for data far from the origin: the moments depend on
+    the data alone, and models fitted together on the same data share one computation.
+    """
 
     count: int
-    sum: np.ndarray  # (d,) sum of (x - shift)
-    sum_sq: np.ndarray  # (d,) sum of (x - shift)^2
+    mean: np.ndarray  # (d,)
+    m2: np.ndarray  # (d,) sum of (x - mean)^2
+
+    def combine(self, other: ColumnMoments) -> ColumnMoments:
+        if not other.count:
+            return self
+        if not self.count:
+            return other
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / count)
+        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
+        return ColumnMoments(count, mean, m2)
+
+    def all_finite(self) -> bool:
+        return bool(np.isfinite(self.mean).all() and np.isfinite(self.m2).all())
 
     def variance(self) -> np.ndarray:
-        mean = self.sum / self.count
-        return np.maximum(self.sum_sq / self.count - mean**2, 0.0)
+        return self.m2 / self.count
 
 
-def column_moments_chunk(block: np.ndarray, shift: np.ndarray, start: int) -> ColumnMoments:
-    """Column moments around ``shift``; the shift (e.g. the mean of the initial centers)
-    keeps ``E[(x-s)^2] - E[x-s]^2`` exact for data far from the origin."""
-    total = np.zeros(block.shape[1])
-    total_sq = np.zeros(block.shape[1])
+def column_moments_chunk(block: np.ndarray, start: int) -> ColumnMoments:
+    """Column moments of a chunk: each row block's (two passes over the block while it is in
+    cache), combined in order."""
+    total = ColumnMoments(0, np.zeros(block.shape[1]), np.zeros(block.shape[1]))
     for rows in row_blocks(block.shape[0], block.shape[1]):
-        X = block[rows].astype(np.float64) - shift
-        total += X.sum(axis=0)
-        total_sq += np.einsum("ij,ij->j", X, X)
-    return ColumnMoments(block.shape[0], total, total_sq)
+        X = block[rows].astype(np.float64)
+        mean = X.mean(axis=0)
+        X -= mean
+        total = total.combine(ColumnMoments(X.shape[0], mean, np.einsum("ij,ij->j", X, X)))
+    return total
 
 
 # --- k-means|| --------------------------------------------------------------------------
@@ -835,8 +853,8 @@ def nearest_so_far(
 def lloyd_and_moments_chunk(block, *rest):
     """The first Lloyd pass also collects column moments (for the variance-scaled ``tol``),
     so that no separate pass reads the data."""
-    *weights, (lloyd_params, shift), start = rest
+    *weights, lloyd_params, start = rest
     return (
         _lloyd(block, weights[0] if weights else None, lloyd_params),
-        column_moments_chunk(block, shift, start),
+        column_moments_chunk(block, start),
     )

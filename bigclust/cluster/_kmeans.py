@@ -255,11 +255,10 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         ):
             params = kern.LloydParams(centers, with_inertia=bool(self.verbose))
             if self._tol is None:
-                shift = centers.mean(axis=0)
-                stats, moments = _lloyd_pass(X, aligned, params, shift, bounded)
+                stats, moments = _lloyd_pass(X, aligned, params, True, bounded)
                 self._tol = float(np.mean(moments.variance()) * self.tol) if self.tol else 0.0
             else:
-                stats = _lloyd_pass(X, aligned, params, None, bounded)
+                stats = _lloyd_pass(X, aligned, params, False, bounded)
             if self.verbose:
                 echo(f"Iteration {i}, inertia {stats.inertia}.")
             new_centers = self._new_centers(stats, centers, X, aligned)
@@ -309,12 +308,12 @@ class KMeans(ModelFileMixin, CentroidEstimator):
         return new
 
 
-def _lloyd_pass(X, aligned, params, moments_shift, bounded):
-    """One Lloyd step's statistics over ``X`` (and the column moments around
-    ``moments_shift`` if given): every distance, or through ``bounded``'s bounds."""
+def _lloyd_pass(X, aligned, params, moments: bool, bounded):
+    """One Lloyd step's statistics over ``X`` (and the column moments, with ``moments``):
+    every distance, or through ``bounded``'s bounds."""
     if bounded is not None:
-        return bounded(X, aligned, params.centers, params.with_inertia, moments_shift)
-    if moments_shift is not None:
-        return map_reduce(kern.lloyd_and_moments_chunk, X, *aligned, params=(params, moments_shift))
+        return bounded(X, aligned, params.centers, params.with_inertia, moments)
+    if moments:
+        return map_reduce(kern.lloyd_and_moments_chunk, X, *aligned, params=params)
     chunk_kernel = kern.lloyd_chunk_weighted if aligned else kern.lloyd_chunk
     return map_reduce(chunk_kernel, X, *aligned, params=params)
