@@ -27,6 +27,7 @@ import math
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -770,11 +771,19 @@ class SchedulerLostError(ConnectionError):
     """
 
 
+#: The scheduler address each client last had: a client that gives up reconnecting (10 s
+#: after its scheduler died, by default) drops its ``scheduler``, and the errors raised after
+#: that must still name the address.
+_known_addresses: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _scheduler_address(client) -> str:
     try:
-        return str(client.scheduler.address)
-    except AttributeError:  # pragma: no cover - a client that never connected
-        return "(unknown address)"
+        address = str(client.scheduler.address)
+    except AttributeError:  # a client that never connected, or closed after losing it
+        return _known_addresses.get(client, "(unknown address)")
+    _known_addresses[client] = address
+    return address
 
 
 def _is_connection_loss(client, err: BaseException) -> bool:

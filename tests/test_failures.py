@@ -460,6 +460,20 @@ def test_a_scheduler_killed_mid_fit_is_one_clear_error(name, store, tmp_path):
         cluster.close()
 
 
+def test_the_schedulers_address_outlives_the_clients_reconnection():
+    # A client that gives up reconnecting drops its `scheduler`; the errors after that (the
+    # test above, on a slow machine) must still name the address.
+    class Client:
+        pass
+
+    client = Client()
+    client.scheduler = type("Comm", (), {"address": "tcp://127.0.0.1:8786"})()
+    assert driver._scheduler_address(client) == "tcp://127.0.0.1:8786"
+    client.scheduler = None
+    assert driver._scheduler_address(client) == "tcp://127.0.0.1:8786"
+    assert driver._scheduler_address(Client()) == "(unknown address)"
+
+
 def _fold(block, weights, state, params, piece):
     return state + 1
 
