@@ -17,6 +17,9 @@ def distributed_client():
         ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
+        # Both workers registered, and the client's cached scheduler_info() showing them: on
+        # a slow machine the second worker can register after the client connected.
+        client.wait_for_workers(2)
         yield client
 
 
@@ -35,6 +38,7 @@ def process_client():
         ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
+        client.wait_for_workers(2)  # as above
         yield client
 
 
