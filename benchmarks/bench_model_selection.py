@@ -15,7 +15,7 @@ the silhouettes' or the scores' passes, which the fits one after another do not 
 one after another; same process, same data, the results checked equal. The machine's load
 average is printed before and after.
 
-    python -m benchmarks.bench_model_selection [--n-samples 4000000] [--codec zstd]
+    python -m benchmarks.bench_model_selection [--n-samples 4000000] [--codec zstd] [--models gmm]
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--what", default="fit", choices=["fit", "sweep"], help="fit_together, or sweep"
     )
+    parser.add_argument(
+        "--models", default="kmeans,gmm", help="which sweeps: kmeans, gmm or both (comma-separated)"
+    )
     args = parser.parse_args(argv)
     print(f"# bench_model_selection on {machine_info()}")
     print("# load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
@@ -106,6 +109,9 @@ def main(argv=None) -> None:
                                       max_iter=args.max_iter, random_state=0),
              {"n_components": ks}),
         ]  # fmt: skip
+        wanted = {"kmeans": "KMeans", "gmm": "GaussianMixture"}
+        chosen = [wanted[m.strip()] for m in args.models.split(",")]
+        cases = [case for case in cases if case[0].split()[0] in chosen]
         for name, template, grid in cases:
             shared, alone = [], []
 

@@ -283,7 +283,7 @@ def test_data_priors_cost_one_pass(given, passes, monkeypatch):
     with pytest.warns(ConvergenceWarning):
         bgm = _fit("full", PRIORS[0], X, max_iter=3, **given)
     assert bgm.n_iter_ == 3
-    assert calls == ["init_stats"] * passes + ["given_init_stats"] + ["e_step_stats"] * 3
+    assert calls == ["init_stats"] * passes + ["init_stats_and_moments"] + ["e_step_stats"] * 3
 
 
 def test_data_moments_pass_equals_numpy():

@@ -161,6 +161,23 @@ def test_precision_far_from_the_origin(ctype):
     _close(gm.score_samples(X + offset), sk.score_samples(X), 1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_e_steps_are_taken_around_the_datas_mean():
+    """The origin of a fit's E-steps is the data's mean from the initialization pass: the
+    same point for any number of components (so fits on the same data share their
+    features), kept far from the origin; without that pass, the mixture's mean."""
+    X = _data() + 1e6
+    chunked = da.from_array(X, chunks=(97, X.shape[1]))
+    fits = [GaussianMixture(k, random_state=0, max_iter=3).fit(chunked) for k in (2, 3)]
+    first, second = (gm._last_model.shift for gm in fits)
+    assert np.array_equal(first, second)
+    np.testing.assert_allclose(first, X.mean(axis=0), rtol=1e-15)
+    given = {"weights_init": fits[0].weights_, "means_init": fits[0].means_,
+             "precisions_init": fits[0].precisions_}  # fmt: skip
+    resumed = GaussianMixture(2, max_iter=1, **given).fit(chunked)
+    np.testing.assert_allclose(resumed._last_model.shift, fits[0].weights_ @ fits[0].means_)
+
+
 # --- initialisation --------------------------------------------------------------------------
 
 

@@ -105,6 +105,70 @@ def test_plusplus_and_e_step_together(dtype, nan_row):
         assert _equal(mine, gk.e_step_stats(X, model))
 
 
+def test_a_step_that_two_seedings_take_is_taken_once(monkeypatch):
+    """Seedings of one seed and one number of trials (a sweep over k) take the same steps:
+    each is computed once, both seedings get its bits, and the one that did not compute it
+    goes on from the kept distances exactly as a seeding that computed every step."""
+    from bigclust import _chunk_state
+
+    X = _rows(np.float32)
+    centers, trials = _centers(X, 2, 1), _centers(X, 3, 2)
+    steps = [kern.PlusPlusParams(centers, trials, 3, 7, 2, run) for run in ("a", "b")]
+    other = kern.PlusPlusParams(centers, trials, 4, 7, 2, "c")  # another number of trials
+    for run in ("a", "b", "c"):  # each seeding's distances so far, as its earlier steps kept
+        kern.nearest_so_far(X, centers[:1], (1,), run, 100, centers[0])
+    taken = []
+    original = kern.plusplus_step
+    monkeypatch.setattr(kern, "plusplus_step", lambda *a: taken.append(a[2].run) or original(*a))
+    try:
+        together = tg.plusplus_together(X, [*steps, other], 100)
+        assert taken == ["a", "c"]
+        monkeypatch.setattr(kern, "plusplus_step", original)
+        alone = kern.plusplus_chunk(X, steps[0]._replace(run=""), 100)
+        for mine in together[:2]:
+            assert _equal(mine, alone)
+        assert _equal(together[2], kern.plusplus_chunk(X, other._replace(run=""), 100))
+        kept = [_chunk_state.STORE[run, 100] for run in ("a", "b")]
+        assert kept[0].distances is not kept[1].distances
+        assert np.array_equal(kept[0].distances, kept[1].distances)
+        assert kept[0].n_folded == kept[1].n_folded == 2
+        following = kern.PlusPlusParams(np.vstack([centers, trials[1]]), trials, 3, 7, 3, "b")
+        assert _equal(
+            kern.plusplus_chunk(X, following, 100),
+            kern.plusplus_chunk(X, following._replace(run=""), 100),
+        )
+    finally:
+        for run in ("a", "b", "c"):
+            _chunk_state.drop_run(run)
+
+
+@pytest.mark.parametrize("dtype,nan_row", CASES)
+def test_mixtures_around_one_shift_share_their_feature_blocks(dtype, nan_row, monkeypatch):
+    """Mixtures of one covariance type around one shift (fits on the same data) take each
+    block's features once, and each gets the bits of its own kernel; the last block is
+    short (20,000 rows are no multiple of the block)."""
+    X = _rows(dtype, nan_row=nan_row)
+    d = X.shape[1]
+    shift = np.nanmean(X.astype(np.float64), axis=0)
+    rng = np.random.default_rng(3)
+    models = []
+    for k, ctype, entropy in [(1, "diag", False), (4, "diag", True), (9, "diag", False),
+                              (3, "full", False), (5, "full", False)]:  # fmt: skip
+        precisions = np.ones((k, d)) if ctype == "diag" else np.tile(np.eye(d), (k, 1, 1))
+        models.append(gk.make_model(ctype, rng.random(k) + 0.1, _centers(X, k, k), precisions,
+                                    shift, with_entropy=entropy))  # fmt: skip
+    built = []
+    original = gk.phi_rows
+    monkeypatch.setattr(gk, "phi_rows", lambda *a, **kw: built.append(a[1]) or original(*a, **kw))
+    together = tg.e_step_together(X, models, 0)
+    starts = {c: range(0, len(X), gk.block_rows(gk.n_phi(c, d), 9)) for c in ("diag", "full")}
+    assert gk.block_rows(gk.n_phi("diag", d), 1) == gk.block_rows(gk.n_phi("diag", d), 9)
+    assert sorted(built) == sorted([*starts["diag"], *starts["full"]])  # once per group
+    monkeypatch.setattr(gk, "phi_rows", original)
+    for mine, model in zip(together, models, strict=True):
+        assert _equal(mine, gk.e_step_stats(X, model))
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fits_together_use_the_together_forms_and_match_alone(
     monkeypatch, kmeans_parallel_at_any_size

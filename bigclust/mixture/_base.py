@@ -171,9 +171,13 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         saved = checkpoint.load() if checkpoint else None
         seed = saved["seed"] if saved else _random.seed_from(self.random_state)
         best = saved["best"] if saved else None  # (lower bound, params, n_iter, bounds, conv.)
+        # The origin of the E-steps: the data's mean from the first initialization pass (see
+        # _e_step), or None until one has run.
+        self._fit_shift = saved.get("shift") if saved else None
 
         def save(init, state):  # this run's state and the best so far, read when called
-            checkpoint.save({"seed": seed, "init": init, "best": best, **state})
+            document = {"seed": seed, "init": init, "best": best, "shift": self._fit_shift}
+            checkpoint.save({**document, **state})
 
         for init in Progress(type(self).__name__, self.verbose).iterate(
             range(saved["init"] if saved else 0, n_init)
@@ -231,17 +235,24 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.lower_bounds_ = lower_bounds
 
     def _e_step(self, X) -> GaussianStats:
-        """One pass: the responsibilities' statistics under the current parameters."""
-        self._last_model = self._e_step_model()
+        """One pass: the responsibilities' statistics under the current parameters.
+
+        Computed around the data's mean (``_fit_shift``) when the fit has had an
+        initialization pass, else around the current mixture mean: either lies inside the
+        data, so data far from the origin keep their digits. The data's mean depends on the
+        data alone, so mixtures fitted together on the same data take their features around
+        the same point and share them (:func:`bigclust._together.e_step_together`)."""
+        self._last_model = self._e_step_model(shift=self._fit_shift)
         return map_reduce(_kernels.e_step_stats, X, params=self._last_model)
 
-    def _e_step_model(self, with_entropy: bool = False) -> Model:
+    def _e_step_model(self, with_entropy: bool = False, shift=None) -> Model:
         weights, means, precisions_chol = self._gaussian()
         return _kernels.make_model(
             self._ctype.name,
             weights,
             means,
             precisions_chol,
+            shift,
             log_weights=self._estimate_log_weights(),
             log_prob_offset=self._estimate_log_prob_terms(),
             with_entropy=with_entropy or self._needs_entropy,
@@ -277,12 +288,11 @@ class BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             shift = take_rows(X, [0])[0]  # a point in the data
             spec = InitResp("rows", self._ctype.name, self.n_components, shift)
             if given_resp is not None:
-                stats = map_reduce(
-                    _kernels.given_init_stats, X, given_resp, params=spec._replace(kind="given")
-                )
+                aligned, spec = (given_resp,), spec._replace(kind="given")
             else:
-                spec = self._initial_responsibilities(X, seed, init, spec)
-                stats = map_reduce(_kernels.init_stats, X, params=spec)
+                aligned, spec = (), self._initial_responsibilities(X, seed, init, spec)
+            stats, moments = map_reduce(_kernels.init_stats_and_moments, X, *aligned, params=spec)
+            self._fit_shift = moments.mean
         self._initialize(stats, shift, X.shape[0])
 
     def _needs_initial_statistics(self) -> bool:

@@ -60,7 +60,8 @@ class GaussianMixture(ModelFileMixin, BaseMixture):
     Every EM iteration is one pass over the data: each chunk's E-step (in log space, through
     the Cholesky factors of the precisions) returns the sufficient statistics, a tree
     reduction adds them in float64 and the M-step runs on the driver. Moments are taken
-    around the mixture mean so data far from the origin keep their precision. With the same
+    around the data's mean (found in the initialization pass) so data far from the origin
+    keep their precision. With the same
     initial parameters, results match :class:`sklearn.mixture.GaussianMixture`.
 
     Parameters

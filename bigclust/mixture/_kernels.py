@@ -6,9 +6,10 @@ arrays. They are run over the chunks by :mod:`bigclust.driver`.
 How the E-step is computed
 --------------------------
 All arithmetic happens on ``y = x - shift`` in float64, where ``shift`` is a point inside the
-data (the current mixture mean, or a data row before the first M-step), so data far from the
-origin keep their digits. For each row block the kernel builds a feature matrix ``phi(y)``,
-stored transposed (features x rows) so every element-wise step runs along long contiguous rows:
+data (in a fit, the data's mean, taken in the initialization pass around a data row), so
+data far from the origin keep their digits. For each row block the kernel builds a feature
+matrix ``phi(y)``, stored transposed (features x rows) so every element-wise step runs along
+long contiguous rows:
 
 - ``full`` and ``tied``: ``[y, upper triangle of y y^T]`` (``d + d(d+1)/2`` features),
 - ``diag``: ``[y, y**2]`` (``2d``),
@@ -32,12 +33,13 @@ import numpy as np
 from bigclust._errors import NonFiniteRow
 from bigclust._rows import first_nonfinite_row, row_ranges
 from bigclust._scratch import scratch_array
-from bigclust.cluster._kernels import compiled_passes
+from bigclust.cluster._kernels import ColumnMoments, column_moments_chunk, compiled_passes
 from bigclust.mixture._covariance import COVARIANCE_TYPES, CovarianceType
 from bigclust.mixture._covariance import covariance_type as covariance_type_object
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "EStep",
     "GaussianStats",
     "InitResp",
     "Model",
@@ -45,8 +47,10 @@ __all__ = [
     "e_step_stats",
     "estimate_weighted_log_prob",
     "init_stats",
+    "init_stats_and_moments",
     "log_prob_sum",
     "n_phi",
+    "phi_rows",
     "predict_block",
     "predict_proba_block",
     "score_samples_block",
@@ -139,15 +143,28 @@ def n_phi(covariance_type: str, n_features: int) -> int:
 
 
 def block_rows(n_phi_: int, n_components: int) -> int:
-    """Rows per block so that the feature matrix and the (rows x k) arrays stay small."""
+    """Rows per block so that the feature matrix and the (rows x k) arrays stay small: a power
+    of two, so that mixtures of nearby sizes cut a chunk alike and, fitted together around
+    one shift, share its feature blocks (:func:`bigclust._together.e_step_together`)."""
     rows = BLOCK_BYTES // (8 * (n_phi_ + 2 * n_components))
-    return int(min(8192, max(16, rows)))
+    return min(8192, 1 << max(15, rows - 1).bit_length())  # at most twice the target
 
 
 def _phi(block: np.ndarray, shift: np.ndarray, ctype: CovarianceType, out: np.ndarray):
     """Fill ``out`` (n_phi x rows) with ``phi(block - shift)``, transposed; return it."""
     d = block.shape[1]
     y = np.subtract(block.T, shift[:, None], out=out[:d], dtype=np.float64, casting="unsafe")
+    ctype.fill_quadratic(y, out[d:])
+    return out
+
+
+def phi_rows(block, lo: int, hi: int, shift, ctype: CovarianceType, out, transposed=None):
+    """:func:`_phi` of the rows ``[lo, hi)`` of ``block``, from ``transposed`` (``block.T`` in
+    float64, C-contiguous) if given: the same values, without a strided copy."""
+    if transposed is None:
+        return _phi(block[lo:hi], shift, ctype, out)
+    d = block.shape[1]
+    y = np.subtract(transposed[:, lo:hi], shift[:, None], out=out[:d])  # float64(x) - shift
     ctype.fill_quadratic(y, out[d:])
     return out
 
@@ -257,6 +274,43 @@ def _new_accumulators(ctype: CovarianceType, k: int, d: int):
     return [np.zeros(k), np.zeros((k, d)), ctype.new_second(k, d)]
 
 
+class EStep:
+    """One mixture's E-step over a chunk, fed its feature blocks in row order (:meth:`add`):
+    the responsibilities of each block and their statistics, accumulated.
+
+    Alone (:func:`e_step_stats`) a mixture makes its own feature blocks; mixtures fitted
+    together around one shift take the same blocks (the together form), and every one gets
+    the bits it gets alone.
+    """
+
+    __slots__ = ("acc", "ctype", "d", "entropy", "k", "log_likelihood", "model", "n_rows",
+                 "passes")  # fmt: skip
+
+    def __init__(self, model: Model, dtype, n_rows: int, d: int):
+        self.model, self.n_rows, self.d = model, n_rows, d
+        self.ctype = covariance_type_object(model.covariance_type)
+        self.k = model.coef.shape[0]
+        self.acc = _new_accumulators(self.ctype, self.k, d)
+        self.log_likelihood = self.entropy = 0.0
+        self.passes = compiled_passes("e-step", dtype, n_rows * self.k)
+
+    def rows(self) -> int:
+        """Rows per feature block."""
+        return min(block_rows(self.model.coef.shape[1], self.k), self.n_rows)
+
+    def add(self, phi: np.ndarray, log_probs: np.ndarray) -> None:
+        """One block: ``phi`` its features (n_phi x rows), ``log_probs`` a (k x rows) buffer."""
+        wlp = _weighted_log_prob_t(phi, self.model, log_probs)
+        resp, log_norm = _normalize_log(wlp, self.passes)
+        self.log_likelihood += log_norm.sum()
+        if self.model.with_entropy:
+            self.entropy += _sum_r_log_r(resp)
+        _accumulate(phi, resp, self.ctype, self.d, self.acc)
+
+    def stats(self) -> GaussianStats:
+        return _finish(self.acc, self.ctype, self.n_rows, self.d, self.log_likelihood, self.entropy)
+
+
 @np.errstate(invalid="ignore", over="ignore")
 def e_step_stats(
     block: np.ndarray, model: Model, start: int = 0, *, transposed: np.ndarray | None = None
@@ -272,8 +326,8 @@ def e_step_stats(
     start : int
         Global offset of the chunk (unused: the E-step has no randomness).
     transposed : ndarray of shape (n_features, n_rows), optional
-        ``block.T`` in float64, C-contiguous, if the caller has it (many models' E-steps
-        on one chunk): the same results, without a strided copy per model.
+        ``block.T`` in float64, C-contiguous, if the caller has it: the same results,
+        without a strided copy.
 
     Returns
     -------
@@ -281,29 +335,15 @@ def e_step_stats(
         Moments around ``model.shift`` and the summed log-likelihood.
     """
     n_rows, d = block.shape
-    ctype = covariance_type_object(model.covariance_type)
-    k, p = model.coef.shape
-    acc = _new_accumulators(ctype, k, d)
-    rows = min(block_rows(p, k), n_rows)
+    step = EStep(model, block.dtype, n_rows, d)
+    rows, p = step.rows(), model.coef.shape[1]
     # Per thread, not per call: see bigclust._scratch (1.6x in worker processes at k=10).
     buffer = scratch_array("e-step phi", (p, rows), np.float64)
-    log_probs = scratch_array("e-step log probs", (k, rows), np.float64)
-    log_likelihood = entropy = 0.0
-    passes = compiled_passes("e-step", block.dtype, n_rows * k)
+    log_probs = scratch_array("e-step log probs", (step.k, rows), np.float64)
     for lo, hi in row_ranges(n_rows, rows):
-        if transposed is None:
-            phi = _phi(block[lo:hi], model.shift, ctype, buffer[:, : hi - lo])
-        else:  # float64(x) - shift, as _phi computes it
-            phi = buffer[:, : hi - lo]
-            y = np.subtract(transposed[:, lo:hi], model.shift[:, None], out=phi[:d])
-            ctype.fill_quadratic(y, phi[d:])
-        wlp = _weighted_log_prob_t(phi, model, log_probs[:, : hi - lo])
-        resp, log_norm = _normalize_log(wlp, passes)
-        log_likelihood += log_norm.sum()
-        if model.with_entropy:
-            entropy += _sum_r_log_r(resp)
-        _accumulate(phi, resp, ctype, d, acc)
-    return _finish(acc, ctype, n_rows, d, log_likelihood, entropy)
+        phi = phi_rows(block, lo, hi, model.shift, step.ctype, buffer[:, : hi - lo], transposed)
+        step.add(phi, log_probs[:, : hi - lo])
+    return step.stats()
 
 
 def _sum_r_log_r(resp: np.ndarray) -> float:
@@ -383,6 +423,15 @@ def init_stats(block: np.ndarray, init: InitResp, start: int = 0, given=None) ->
 def given_init_stats(block: np.ndarray, resp: np.ndarray, init: InitResp, start: int = 0):
     """:func:`init_stats` for responsibilities given as an array aligned with the rows."""
     return init_stats(block, init, start, given=resp)
+
+
+def init_stats_and_moments(block: np.ndarray, *rest) -> tuple[GaussianStats, ColumnMoments]:
+    """:func:`init_stats` (or, with an aligned responsibilities array before ``init``,
+    :func:`given_init_stats`) and the chunk's column moments: the initialization pass also
+    finds the data's mean, the origin of the fit's E-steps."""
+    *given, init, start = rest
+    stats = init_stats(block, init, start, given=given[0] if given else None)
+    return stats, column_moments_chunk(block, start)
 
 
 @np.errstate(invalid="ignore", over="ignore")
