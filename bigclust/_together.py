@@ -19,9 +19,9 @@ that replay the same floating-point operations in the same order:
   once; per model, one loop over its product with its trials for the squared distances; a
   step that another model's seeding takes too (one seed, one number of trials: most of a
   sweep over ``n_clusters``), once for both;
-- Gaussian mixtures' E-steps (:func:`e_step_together`): the transposed float64 copy of the
-  chunk, once, and each row block's features once for the mixtures of one covariance type
-  (fits on the same data take them around the same point, the data's mean).
+- Gaussian mixtures' E-steps (:func:`e_step_together`): each row block's features once for
+  the mixtures of one covariance type (fits on the same data take them around the same
+  point, the data's mean).
 
 Measured on the 2-core machine (one chunk of 131,072 x 16 float32 rows, ten models with
 k = 1..10), the forms take 0.5x (Lloyd, k-means|| rounds), 0.9x (weighting), 0.85x
@@ -350,12 +350,10 @@ def nearest_weights_together(block, *rest) -> list[np.ndarray]:
 
 @together_form(gk.e_step_stats)
 def e_step_together(block, models, start=0) -> list:
-    """:func:`~bigclust.mixture._kernels.e_step_stats` for many mixtures: the chunk is
-    transposed and cast to float64 once for all of them, and mixtures of one covariance type
-    around one shift (fits on the same data: their data mean) in blocks of the same rows
-    share each block's features; the rest per model, as alone."""
+    """:func:`~bigclust.mixture._kernels.e_step_stats` for many mixtures: mixtures of one
+    covariance type around one shift (fits on the same data: the data's mean) in blocks of
+    the same rows share each block's features; the rest per model, as alone."""
     n_rows, d = block.shape
-    XT64 = np.ascontiguousarray(block.T, dtype=np.float64)
     steps = [gk.EStep(model, block.dtype, n_rows, d) for model in models]
     groups: dict[tuple, list] = {}
     for step in steps:
@@ -372,7 +370,7 @@ def e_step_together(block, models, start=0) -> list:
             log_probs = scratch_array("e-step log probs", (k_max, rows), np.float64)
             shift = first.model.shift
             for lo, hi in row_ranges(n_rows, rows):
-                phi = gk.phi_rows(block, lo, hi, shift, first.ctype, buffer[:, : hi - lo], XT64)
+                phi = gk.phi_rows(block, lo, hi, shift, first.ctype, buffer[:, : hi - lo])
                 for step in group:
                     step.add(phi, log_probs[: step.k, : hi - lo])
     return [step.stats() for step in steps]

@@ -158,15 +158,12 @@ def _phi(block: np.ndarray, shift: np.ndarray, ctype: CovarianceType, out: np.nd
     return out
 
 
-def phi_rows(block, lo: int, hi: int, shift, ctype: CovarianceType, out, transposed=None):
-    """:func:`_phi` of the rows ``[lo, hi)`` of ``block``, from ``transposed`` (``block.T`` in
-    float64, C-contiguous) if given: the same values, without a strided copy."""
-    if transposed is None:
-        return _phi(block[lo:hi], shift, ctype, out)
-    d = block.shape[1]
-    y = np.subtract(transposed[:, lo:hi], shift[:, None], out=out[:d])  # float64(x) - shift
-    ctype.fill_quadratic(y, out[d:])
-    return out
+def phi_rows(block, lo: int, hi: int, shift, ctype: CovarianceType, out):
+    """:func:`_phi` of the rows ``[lo, hi)`` of ``block``. Read straight from the chunk's rows:
+    a block of a few thousand rows is in cache, and this took half the time of a float64
+    transposed copy of the chunk followed by contiguous subtractions (131,072 x 16 float32
+    in blocks of 8,192 rows: 1.1 against 2.5 ms)."""
+    return _phi(block[lo:hi], shift, ctype, out)
 
 
 def make_model(
@@ -312,9 +309,7 @@ class EStep:
 
 
 @np.errstate(invalid="ignore", over="ignore")
-def e_step_stats(
-    block: np.ndarray, model: Model, start: int = 0, *, transposed: np.ndarray | None = None
-) -> GaussianStats:
+def e_step_stats(block: np.ndarray, model: Model, start: int = 0) -> GaussianStats:
     """E-step of one chunk: responsibilities under ``model`` and their sufficient statistics.
 
     Parameters
@@ -325,9 +320,6 @@ def e_step_stats(
         From :func:`make_model`.
     start : int
         Global offset of the chunk (unused: the E-step has no randomness).
-    transposed : ndarray of shape (n_features, n_rows), optional
-        ``block.T`` in float64, C-contiguous, if the caller has it: the same results,
-        without a strided copy.
 
     Returns
     -------
@@ -341,7 +333,7 @@ def e_step_stats(
     buffer = scratch_array("e-step phi", (p, rows), np.float64)
     log_probs = scratch_array("e-step log probs", (step.k, rows), np.float64)
     for lo, hi in row_ranges(n_rows, rows):
-        phi = phi_rows(block, lo, hi, model.shift, step.ctype, buffer[:, : hi - lo], transposed)
+        phi = phi_rows(block, lo, hi, model.shift, step.ctype, buffer[:, : hi - lo])
         step.add(phi, log_probs[:, : hi - lo])
     return step.stats()
 
