@@ -76,6 +76,14 @@ def _fused(n_rows: int, n_models: int):
     return _compiled()
 
 
+def _seeding_fused(block, n_models: int):
+    """:func:`_fused` for the seedings' distances, which are direct differences (no product to
+    fuse) on few features (:data:`~bigclust.cluster._kernels.DIRECT_MAX_FEATURES`)."""
+    if kern.direct_distances(block.shape[1]):
+        return None
+    return _fused(block.shape[0], n_models)
+
+
 @functools.cache
 def _compiled():
     try:
@@ -239,7 +247,7 @@ def parallel_round_together(block, *rest) -> list[kern.Sampled]:
     distances to its new candidates in one compiled loop over its product instead of
     NumPy's three passes and a reduction."""
     *weights, params_list, start = rest
-    fused = _fused(block.shape[0], len(params_list))
+    fused = _seeding_fused(block, len(params_list))
     if fused is None:
         return [kern.parallel_round_chunk(block, *weights, p, start) for p in params_list]
     w = weights[0].astype(np.float64) if weights else None
@@ -265,7 +273,7 @@ def plusplus_together(block, *rest) -> list[kern.PlusPlusStats]:
     distances to its trials in one compiled loop over its product."""
     *weights, params_list, start = rest
     w = weights[0].astype(np.float64) if weights else None
-    fused = _fused(block.shape[0], len(params_list))
+    fused = _seeding_fused(block, len(params_list))
     squared_t = min_squared = None
     if fused is not None:
         rows_less = _RowsLess(block, _shared_shifts(block, [p.centers[0] for p in params_list]))

@@ -162,6 +162,66 @@ def test_plusplus_combine(blobs):
     assert_allclose(whole.potential, expected.sum(axis=1), rtol=1e-9)
 
 
+def test_direct_distances_are_exact_and_each_points_own():
+    """On few features the seedings take direct differences in float64: exact to rounding
+    for float32 rows far from the origin (where the expanded form loses digits), and a
+    point's distances are the same bits whatever points are computed with it."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(3000, 5)) * 3 + 1e4).astype(np.float32)
+    points = X[[3, 70, 900]].astype(np.float64) + 0.25
+    D = kern.direct_squared_t(X, points)
+    exact = ((X.astype(np.float64)[None] - points[:, None]) ** 2).sum(axis=2)
+    assert_allclose(D, exact, rtol=1e-14)
+    for i in range(len(points)):
+        assert_array_equal(kern.direct_squared_t(X[100:], points[i : i + 1])[0], D[i, 100:])
+    assert kern.direct_distances(kern.DIRECT_MAX_FEATURES)
+    assert not kern.direct_distances(kern.DIRECT_MAX_FEATURES + 1)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_lloyd_sums_of_few_features_are_the_sparse_products_bits(weighted, monkeypatch):
+    """Few features: a Lloyd step's per-center sums by one bincount per feature, the same
+    additions in the same order as the sparse product's (far from the origin: shifted)."""
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(5000, 3)) + 100).astype(np.float32)
+    w = rng.random(len(X)) if weighted else None
+    params = kern.LloydParams(X[:6].astype(np.float64))
+    few = kern._lloyd(X, w, params, passes=False)
+    monkeypatch.setattr(kern, "DIRECT_MAX_FEATURES", 0)
+    sparse = kern._lloyd(X, w, params, passes=False)
+    assert_array_equal(few.sums, sparse.sums)
+    assert_array_equal(few.weights, sparse.weights)
+
+
+def test_a_greedy_step_folds_its_chosen_trials_kept_distances(monkeypatch):
+    """With direct distances a greedy k-means++ step keeps its trials' distances: the next
+    step folds its new center (one of them) from those, computing the trials' alone, with
+    the bits of a step that computes every center again."""
+    from bigclust import _chunk_state
+
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(2000, 3)) + rng.integers(0, 4, (2000, 1)) * 5).astype(np.float32)
+    first, trials = X[:1].astype(np.float64), X[[10, 500, 1500]].astype(np.float64)
+    run = "kept-trials"
+    try:
+        kern.plusplus_chunk(X, kern.PlusPlusParams(first, first, 3, 5, 0, run), 0)
+        kern.plusplus_chunk(X, kern.PlusPlusParams(first, trials, 3, 5, 1, run), 0)
+        following = kern.PlusPlusParams(np.vstack([first, trials[1]]), X[[7, 8, 9]], 3, 5, 2, run)
+        computed = []
+        original = kern.direct_squared_t
+        monkeypatch.setattr(
+            kern, "direct_squared_t", lambda X, P: computed.append(len(P)) or original(X, P)
+        )
+        kept = kern.plusplus_chunk(X, following, 0)
+        assert computed == [3]  # the trials' distances; the new center's were kept
+        again = kern.plusplus_chunk(X, following._replace(run=""), 0)
+        assert computed == [3, 1, 1, 3]  # without kept state: both centers, then the trials
+    finally:
+        _chunk_state.drop_run(run)
+    for mine, theirs in zip(kept[:4], again[:4], strict=True):
+        assert_array_equal(mine, theirs)
+
+
 @pytest.mark.parametrize("offset", [0.0, 1e8])
 def test_column_moments_combine(blobs, offset):
     X, _, _ = blobs

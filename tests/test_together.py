@@ -69,10 +69,17 @@ def test_lloyd_together_is_each_models_own_step(dtype, nan_row, weighted):
         assert _equal(mine, kern.lloyd_and_moments_chunk(X, p, 0))
 
 
+#: Features of the seedings' tests: direct distances, and through the BLAS product.
+SEEDING_FEATURES = pytest.mark.parametrize(
+    "d", [kern.DIRECT_MAX_FEATURES - 2, kern.DIRECT_MAX_FEATURES + 4], ids=["direct", "product"]
+)
+
+
+@SEEDING_FEATURES
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("dtype,nan_row", CASES)
-def test_kmeans_parallel_passes_together(dtype, nan_row, weighted):
-    X = _rows(dtype, nan_row=nan_row)
+def test_kmeans_parallel_passes_together(dtype, nan_row, weighted, d):
+    X = _rows(dtype, nan_row=nan_row, d=d)
     aligned = (np.random.default_rng(1).random(len(X)),) if weighted else ()
     candidates = [_centers(X, m, m, far=m == 21) for m in (1, 3, 21, 101)]
     rounds = [kern.ParallelRoundParams(c, 2.0 * len(c), 7 + (len(c) == 3), 2) for c in candidates]
@@ -84,9 +91,10 @@ def test_kmeans_parallel_passes_together(dtype, nan_row, weighted):
         assert _equal(mine, kern.nearest_weights_chunk(X, *aligned, c, 5000))
 
 
+@SEEDING_FEATURES
 @pytest.mark.parametrize("dtype,nan_row", CASES)
-def test_plusplus_and_e_step_together(dtype, nan_row):
-    X = _rows(dtype, nan_row=nan_row)
+def test_plusplus_and_e_step_together(dtype, nan_row, d):
+    X = _rows(dtype, nan_row=nan_row, d=d)
     steps = [
         kern.PlusPlusParams(_centers(X, j, j), _centers(X, s, s + 9), s, 3 + (j == 2), j)
         for j, s in ((1, 2), (2, 2), (2, 3), (4, 3))

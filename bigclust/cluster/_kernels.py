@@ -185,6 +185,41 @@ def origin_shift(centers: np.ndarray, dtype) -> np.ndarray | None:
     return mean.astype(dtype) if mean @ mean > spread else None
 
 
+#: Up to this many features, the seedings (greedy k-means++ and k-means|| rounds) take their
+#: squared distances as direct differences in float64 instead of through a BLAS product: on
+#: so few columns the product's row norms, shifts and broadcasts over short rows cost more
+#: than the differences themselves, and each distance is then a function of its row and its
+#: point alone, so a center's distances are the same bits whether it was computed as one of
+#: a step's trials or alone (:func:`nearest_so_far` folds the chosen trial's instead of
+#: computing them again). Decided from the number of features alone: every chunking and
+#: every path of a fit takes the same one.
+DIRECT_MAX_FEATURES = 8
+
+
+def direct_distances(n_features: int) -> bool:
+    """Whether seedings on ``n_features`` columns take direct differences
+    (:data:`DIRECT_MAX_FEATURES`)."""
+    return n_features <= DIRECT_MAX_FEATURES
+
+
+def direct_squared_t(X: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Squared distances from the rows of ``X`` to ``points``, transposed (points x rows),
+    in float64: ``sum_j (x_j - p_j)^2`` added feature by feature in order, exact to
+    rounding wherever the data lie, and the same bits for a point whatever other points are
+    computed with it."""
+    Xt = np.ascontiguousarray(X.T, dtype=np.float64)  # (d, rows): features over rows
+    points = np.asarray(points, np.float64)
+    D = np.subtract(Xt[0], points[:, :1])
+    np.multiply(D, D, out=D)
+    if len(Xt) > 1:
+        term = np.empty_like(D)
+        for j in range(1, len(Xt)):
+            np.subtract(Xt[j], points[:, j : j + 1], out=term)
+            np.multiply(term, term, out=term)
+            D += term
+    return D
+
+
 class Nearest:
     """Nearest-center search against fixed centers, prepared once per chunk.
 
@@ -401,13 +436,28 @@ class LloydSums:
             return
         if params.update_centers:
             # Summed near the origin in float64: far from it, the sums would lose the digits.
-            X64 = X.astype(np.float64)
-            if shift is not None:
-                X64 -= shift
-            self.sums += cluster_sums(X64, labels, w, self.k)
+            if direct_distances(X.shape[1]):
+                self._add_by_feature(X, labels, w)
+            else:
+                X64 = X.astype(np.float64)
+                if shift is not None:
+                    X64 -= shift
+                self.sums += cluster_sums(X64, labels, w, self.k)
             self.weights += np.bincount(labels, weights=w, minlength=self.k)
         if params.with_inertia:
             self.inertia += _direct_inertia(X, labels, w, self.centers)
+
+    def _add_by_feature(self, X, labels, w) -> None:
+        """The per-center sums of few features (:data:`DIRECT_MAX_FEATURES`) by one
+        ``bincount`` per feature over the rows transposed: the sparse product's additions in
+        the same order (the same bits), without its broadcasts over short rows."""
+        Xt = np.ascontiguousarray(X.T, dtype=np.float64)
+        if self.shift is not None:
+            Xt -= self.shift[:, None]
+        if w is not None:
+            Xt *= w
+        for j, feature in enumerate(Xt):
+            self.sums[:, j] += np.bincount(labels, weights=feature, minlength=self.k)
 
     def stats(self) -> LloydStats:
         if self.params.update_centers and self.shift is not None:
@@ -774,24 +824,38 @@ def plusplus_step(
     Each row's squared distance to the nearest center chosen so far is kept per chunk from
     one step to the next (:func:`nearest_so_far`), so a step computes distances to its
     trials and to the newest center alone: ``n (t + 1)`` distances a step instead of
-    ``n (j + t)``, which made the seeding quadratic in ``n_clusters``.
+    ``n (j + t)``, which made the seeding quadratic in ``n_clusters``. On few features
+    (:data:`DIRECT_MAX_FEATURES`) the distances are direct differences, and the step also
+    keeps its trials' distances: the next step's new center is one of them, so that step
+    computes ``n t`` distances alone (the overrides, which go through the product, are not
+    used there).
     """
     centers, trials = params.centers, params.trials
     n_trials, s, d = len(trials), params.n_next_trials, block.shape[1]
-    nearest = nearest_so_far(
-        block, centers, (1,) * len(centers), params.run, start, centers[0], min_squared
-    )
-    search = Nearest(trials, block.dtype)
+    direct = direct_distances(d)
+    if direct:  # the compiled forms compute through the product: the same bits need these
+        squared_t = min_squared = None
+    groups = (1,) * len(centers)
+    state = _nearest_state(block, centers, groups, params.run, start, centers[0], min_squared)
+    nearest = state.distances
+    search = None if direct else Nearest(trials, block.dtype)
+    n = block.shape[0]
+    keep = direct and params.run and n_trials * n <= KEEP_TRIAL_ELEMENTS
+    kept = np.empty((n_trials, n)) if keep else None
     potential = np.zeros(n_trials)
     score = np.full((n_trials, s), np.inf)
     rows = np.full((n_trials, s), -1, np.int64)
     points = np.zeros((n_trials, s, d))
-    for r in row_blocks(block.shape[0], search.n_centers):
+    for r in row_blocks(n, n_trials):
         X = block[r]
-        if squared_t is None:
+        if direct:
+            D = direct_squared_t(X, trials)
+        elif squared_t is None:
             D = search.squared_t(X).astype(np.float64)  # (t, b)
         else:
             D = squared_t(search, block, r)
+        if keep:
+            kept[:, r] = D
         with_trial = np.minimum(nearest[r], D)  # (t, b)
         if w is not None:
             with_trial *= w[r]
@@ -804,25 +868,38 @@ def plusplus_step(
         score = np.where(better, best_score, score)
         rows = np.where(better, best + r.start + start, rows)
         points = np.where(better[..., None], X[best].astype(np.float64), points)
+    if params.run:
+        if keep:
+            state.trials, state.trial_distances = np.asarray(trials, np.float64), kept
+        _chunk_state.put(params.run, start, state)
     return PlusPlusStats(potential, score, rows, points, {start: _chunk_state.worker_address()})
 
 
 class _NearestSoFar:
-    """A chunk's squared distances to the nearest point of its first ``n_folded`` groups."""
+    """A chunk's squared distances to the nearest point of its first ``n_folded`` groups and,
+    with direct distances (:data:`DIRECT_MAX_FEATURES`), a greedy step's trials with their
+    distances: the next step's new center is one of them."""
 
-    __slots__ = ("distances", "n_folded")
+    __slots__ = ("distances", "n_folded", "trial_distances", "trials")
 
     def __init__(self, n_rows: int, dtype):
         self.n_folded = 0
         self.distances = np.full(n_rows, np.inf, dtype)
+        self.trials = self.trial_distances = None
+
+
+#: A greedy step keeps its trials' direct distances for the next step while they take at most
+#: this many float64s per chunk (32 MiB); a larger chunk computes its new center's again.
+KEEP_TRIAL_ELEMENTS = 1 << 22
 
 
 def nearest_so_far(
     block, points: np.ndarray, groups, run: str, start: int, around=None, min_squared=None
 ):
-    """Each row's squared distance to the nearest of ``points``, in the data's dtype: the
-    centers a seeding has chosen (greedy k-means++: a group of one per center) or the
-    candidates of its rounds (k-means||: a group per round), ``groups`` their sizes in order.
+    """Each row's squared distance to the nearest of ``points``, in the data's dtype (float64
+    with direct distances, :data:`DIRECT_MAX_FEATURES`): the centers a seeding has chosen
+    (greedy k-means++: a group of one per center) or the candidates of its rounds
+    (k-means||: a group per round), ``groups`` their sizes in order.
 
     Computed group by group, each against the chunk alone (less the shift ``around``, or the
     group's own :func:`origin_shift`) in the row blocks of its own size, and folded into a
@@ -832,15 +909,29 @@ def nearest_so_far(
     ``run=""``) folds every group again. ``min_squared(search, block, r)`` replaces
     ``search.min_squared(block[r])`` (the together forms' compiled loop).
     """
+    state = _nearest_state(block, points, groups, run, start, around, min_squared)
+    if run:
+        _chunk_state.put(run, start, state)
+    return state.distances
+
+
+def _nearest_state(block, points, groups, run, start, around, min_squared) -> _NearestSoFar:
+    """:func:`nearest_so_far`'s state for the chunk, taken out of the store (the caller puts
+    it back)."""
     state = _chunk_state.take(run, start) if run else None
     n = block.shape[0]
+    direct = direct_distances(block.shape[1])
     if state is None or state.distances.shape[0] != n or state.n_folded > len(groups):
-        state = _NearestSoFar(n, block.dtype)
-    ends = np.cumsum(groups)
+        state = _NearestSoFar(n, np.float64 if direct else block.dtype)
+    end = sum(groups[: state.n_folded])  # Python ints: np.cumsum costs more than a step here
     for g in range(state.n_folded, len(groups)):
-        if groups[g] == 0:  # a round that sampled no row
+        group, end = points[end : end + groups[g]], end + groups[g]
+        if len(group) == 0:  # a round that sampled no row
             continue
-        search = Nearest(points[ends[g] - groups[g] : ends[g]], block.dtype, around=around)
+        if direct:
+            _fold_direct(state, block, group)
+            continue
+        search = Nearest(group, block.dtype, around=around)
         for r in row_blocks(n, search.n_centers):
             near = (
                 search.min_squared(block[r])
@@ -849,9 +940,21 @@ def nearest_so_far(
             )
             np.minimum(state.distances[r], near, out=state.distances[r])
     state.n_folded = len(groups)
-    if run:
-        _chunk_state.put(run, start, state)
-    return state.distances
+    state.trials = state.trial_distances = None  # kept for one step only
+    return state
+
+
+def _fold_direct(state: _NearestSoFar, block, group: np.ndarray) -> None:
+    """Fold a group's direct distances into ``state``: a chosen trial's as its step kept
+    them (the same bits as computing them again)."""
+    if len(group) == 1 and state.trials is not None:
+        same = np.flatnonzero((state.trials == group[0]).all(axis=1))
+        if same.size:
+            np.minimum(state.distances, state.trial_distances[same[0]], out=state.distances)
+            return
+    for r in row_blocks(block.shape[0], len(group)):
+        near = direct_squared_t(block[r], group).min(axis=0)
+        np.minimum(state.distances[r], near, out=state.distances[r])
 
 
 def copy_nearest_so_far(source: str, target: str, start: int) -> None:
@@ -867,6 +970,7 @@ def copy_nearest_so_far(source: str, target: str, start: int) -> None:
     _chunk_state.put(source, start, state)
     copy = _NearestSoFar(0, state.distances.dtype)
     copy.n_folded, copy.distances = state.n_folded, state.distances.copy()
+    copy.trials, copy.trial_distances = state.trials, state.trial_distances
     _chunk_state.put(target, start, copy)
 
 
