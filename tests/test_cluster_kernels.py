@@ -191,6 +191,12 @@ def test_lloyd_sums_of_few_features_are_the_sparse_products_bits(weighted, monke
     sparse = kern._lloyd(X, w, params, passes=False)
     assert_array_equal(few.sums, sparse.sums)
     assert_array_equal(few.weights, sparse.weights)
+    # A one-row chunk (its transpose is contiguous already) is left as it was.
+    row = X[:1].astype(np.float64)
+    before = row.copy()
+    monkeypatch.undo()
+    kern._lloyd(row, None if w is None else w[:1], params, passes=False)
+    assert_array_equal(row, before)
 
 
 def test_a_greedy_step_folds_its_chosen_trials_kept_distances(monkeypatch):

@@ -463,7 +463,9 @@ class LloydSums:
         """The per-center sums of few features (:data:`DIRECT_MAX_FEATURES`) by one
         ``bincount`` per feature over the rows transposed: the sparse product's additions in
         the same order (the same bits), without its broadcasts over short rows."""
-        Xt = np.ascontiguousarray(X.T, dtype=np.float64)
+        # A copy whatever the layout: a one-row block's transpose is already contiguous, and
+        # the shift and weights below are applied in place.
+        Xt = np.array(X.T, dtype=np.float64, order="C")
         if self.shift is not None:
             Xt -= self.shift[:, None]
         if w is not None:
