@@ -15,6 +15,8 @@ fit as many times in a row as last a quarter of a second.
   same fits without a client (they must not pay a round trip per pass);
 - ``threshold``: one Lloyd pass in process vs through the threaded scheduler at growing
   sizes (how ``SMALL_DATA_BYTES`` was chosen).
+- ``direct``: greedy k-means++ with the seedings' distances as direct differences vs through
+  the BLAS product, by number of features (how ``DIRECT_MAX_FEATURES`` was chosen).
 
     python -m benchmarks.bench_small                      # fits, large, grid, client
     python -m benchmarks.bench_small --parts fits,grid --repeat 3
@@ -203,6 +205,35 @@ def threshold(repeat: int) -> list[Row]:
     return rows
 
 
+def direct(repeat: int) -> list[Row]:
+    """Greedy k-means++ (k=8) over n x d float32 in this process: the seeding's distances as
+    direct differences (bigclust column) against through the BLAS product (peer column), how
+    ``DIRECT_MAX_FEATURES`` was chosen."""
+    from bigclust.cluster import _init
+
+    rows = []
+    rng = np.random.default_rng(0)
+    chosen = kern.DIRECT_MAX_FEATURES
+    try:
+        for d in (2, 4, 8, 16):
+            for n in (2_000, 200_000):
+                X = rng.normal(size=(n, d)).astype(np.float32)
+
+                def seeding(limit, X=X):
+                    kern.DIRECT_MAX_FEATURES = limit
+                    return _init.kmeans_plusplus_greedy(X, 8, None, 1)
+
+                t = measure_side_by_side(
+                    {"direct": lambda f=seeding, d=d: f(d), "product": lambda f=seeding: f(0)},
+                    repeat=repeat,
+                )
+                rows.append(Row(f"k-means++ k=8, {n:,} x {d}", t["direct"].median,
+                                t["product"].median))  # fmt: skip
+    finally:
+        kern.DIRECT_MAX_FEATURES = chosen
+    return rows
+
+
 PARTS = {
     "fits": ("whole fits, in-memory input", fits, "scikit-learn"),
     "large": ("whole fits, 60,000 x 784 float64 in memory", large, "scikit-learn"),
@@ -210,6 +241,8 @@ PARTS = {
     "client": ("with a distributed client active (bigclust) vs none (peer)", client, "no client"),
     "threshold": ("one pass: in process (bigclust column) vs threaded Dask (peer)", threshold,
                   "threaded"),
+    "direct": ("seeding distances: direct differences (bigclust column) vs product (peer)",
+               direct, "product"),
 }  # fmt: skip
 
 
