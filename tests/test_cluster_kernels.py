@@ -228,6 +228,46 @@ def test_a_greedy_step_folds_its_chosen_trials_kept_distances(monkeypatch):
         assert_array_equal(mine, theirs)
 
 
+@pytest.mark.parametrize("keep_rows", [True, False], ids=["rows-kept", "norms-kept"])
+def test_greedy_steps_through_the_product_keep_the_rows_around_the_first_center(
+    keep_rows, monkeypatch
+):
+    """Beyond DIRECT_MAX_FEATURES a greedy step searches its trials and its new center
+    around the seeding's first center: the chunk's rows less it (small chunks) and their
+    norms are kept between the steps, with the bits of a step that computes them again."""
+    from bigclust import _chunk_state
+
+    if not keep_rows:
+        monkeypatch.setattr(kern, "KEEP_SHIFTED_BYTES", 0)
+    rng = np.random.default_rng(3)
+    d = kern.DIRECT_MAX_FEATURES + 4
+    X = (rng.normal(size=(3000, d)) + rng.integers(0, 3, (3000, 1)) * 4 + 50).astype(np.float32)
+    first = X[:1].astype(np.float64)
+    steps = [
+        kern.PlusPlusParams(first, first, 3, 9, 0),
+        kern.PlusPlusParams(first, X[[5, 600, 2000]].astype(np.float64), 3, 9, 1),
+        kern.PlusPlusParams(np.vstack([first, X[600]]), X[[7, 8, 9]].astype(np.float64), 3, 9, 2),
+    ]
+    run = "rows-around"
+    try:
+        kept = [kern.plusplus_chunk(X, p._replace(run=run), 0) for p in steps]
+        state = _chunk_state.STORE[run, 0]
+        assert (state.around.rows is not None) == keep_rows
+        assert_array_equal(state.around.shift, X[0])
+    finally:
+        _chunk_state.drop_run(run)
+    # Against the searches' own shift and norms, computed anew for every search.
+    monkeypatch.setattr(kern._RowsAround, "squared_t", lambda _, s, block, r: s.squared_t(block[r]))
+    for mine, p in zip(kept, steps, strict=True):
+        again = kern.plusplus_chunk(X, p, 0)
+        for a, b in zip(mine[:4], again[:4], strict=True):
+            assert_array_equal(a, b)
+    last = steps[-1]
+    exact = brute_squared(X.astype(np.float64), np.vstack([last.centers, last.trials]))
+    potential = np.minimum(exact[:, :2].min(axis=1)[:, None], exact[:, 2:]).sum(axis=0)
+    assert_allclose(kept[-1].potential, potential, rtol=1e-4)
+
+
 @pytest.mark.parametrize("offset", [0.0, 1e8])
 def test_column_moments_combine(blobs, offset):
     X, _, _ = blobs

@@ -265,10 +265,14 @@ class Nearest:
         many times faster than ``min(axis=1)`` over short rows.
         """
         X = self.shifted(X)
+        return self.squared_t_of_shifted(X, np.einsum("ij,ij->i", X, X))
+
+    def squared_t_of_shifted(self, X: np.ndarray, norms: np.ndarray) -> np.ndarray:
+        """:meth:`squared_t` of rows already less the shift, ``norms`` their squared norms."""
         out = self._scratch("transposed", (self.n_centers, X.shape[0]))
         D = np.matmul(self.minus_2_centers_t.T, X.T, out=out)
         D += self.centers_sq[:, None]
-        D += np.einsum("ij,ij->i", X, X)
+        D += norms
         return np.maximum(D, 0, out=D)
 
     def min_squared(self, X: np.ndarray) -> np.ndarray:
@@ -831,9 +835,9 @@ def plusplus_step(
 ) -> PlusPlusStats:
     """:func:`plusplus_chunk` given the chunk's float64 weights (or ``None``) and its
     exponentials ``exp`` (:func:`plusplus_races`); ``squared_t(search, block, r)`` (default
-    ``search.squared_t(block[r]).astype(np.float64)``) gives the squared distances of the
-    rows ``block[r]`` to the trials, ``min_squared`` those to a chosen center (see
-    :func:`nearest_so_far`).
+    ``search.squared_t(block[r]).astype(np.float64)``, the search around the first center)
+    gives the squared distances of the rows ``block[r]`` to the trials, ``min_squared`` those
+    to a chosen center (see :func:`nearest_so_far`).
 
     Each row's squared distance to the nearest center chosen so far is kept per chunk from
     one step to the next (:func:`nearest_so_far`), so a step computes distances to its
@@ -852,7 +856,10 @@ def plusplus_step(
     groups = (1,) * len(centers)
     state = _nearest_state(block, centers, groups, params.run, start, centers[0], min_squared)
     nearest = state.distances
-    search = None if direct else Nearest(trials, block.dtype)
+    # The trials around the seeding's first center, as the chosen centers: the rows less it
+    # (and their norms) serve both searches and every step.
+    search = None if direct else Nearest(trials, block.dtype, around=centers[0])
+    rows_around = None if direct or squared_t else state.rows_around(block, centers[0])
     n = block.shape[0]
     keep = direct and params.run and n_trials * n <= KEEP_TRIAL_ELEMENTS
     kept = np.empty((n_trials, n)) if keep else None
@@ -865,7 +872,7 @@ def plusplus_step(
         if direct:
             D = direct_squared_t(X, trials)
         elif squared_t is None:
-            D = search.squared_t(X).astype(np.float64)  # (t, b)
+            D = rows_around.squared_t(search, block, r).astype(np.float64)  # (t, b)
         else:
             D = squared_t(search, block, r)
         if keep:
@@ -894,12 +901,47 @@ class _NearestSoFar:
     with direct distances (:data:`DIRECT_MAX_FEATURES`), a greedy step's trials with their
     distances: the next step's new center is one of them."""
 
-    __slots__ = ("distances", "n_folded", "trial_distances", "trials")
+    __slots__ = ("around", "distances", "n_folded", "trial_distances", "trials")
 
     def __init__(self, n_rows: int, dtype):
         self.n_folded = 0
         self.distances = np.full(n_rows, np.inf, dtype)
         self.trials = self.trial_distances = None
+        self.around = None  # _RowsAround: the rows less the seeding's shift, for the product
+
+    def rows_around(self, block, shift) -> _RowsAround:
+        """The chunk's rows less ``shift`` (the seeding's first center), kept between steps."""
+        shift = np.asarray(shift).astype(block.dtype)
+        if self.around is None or self.around.key != shift.tobytes():
+            self.around = _RowsAround(block, shift)
+        return self.around
+
+
+#: A chunk of at most this many bytes keeps its rows less the seeding's shift between the
+#: steps (a copy of the chunk); a larger one keeps their squared norms alone.
+KEEP_SHIFTED_BYTES = 4 << 20
+
+
+class _RowsAround:
+    """A chunk's rows less a seeding's fixed shift, as :meth:`Nearest.shifted` computes
+    them, and their squared norms, as :meth:`Nearest.squared_t` does (row by row: the same
+    bits in any row blocks): computed once per seeding instead of twice per step."""
+
+    __slots__ = ("key", "norms", "rows", "shift")
+
+    def __init__(self, block, shift):
+        self.shift, self.key = shift, shift.tobytes()
+        small = block.nbytes <= KEEP_SHIFTED_BYTES
+        self.rows = np.subtract(block, shift) if small else None
+        self.norms = np.empty(block.shape[0], block.dtype)
+        for r in row_blocks(block.shape[0], 1):
+            X = self.rows[r] if small else np.subtract(block[r], shift)
+            self.norms[r] = np.einsum("ij,ij->i", X, X)
+
+    def squared_t(self, search: Nearest, block, r: slice) -> np.ndarray:
+        """``search.squared_t(block[r])`` for a search around this shift."""
+        X = self.rows[r] if self.rows is not None else search.shifted(block[r])
+        return search.squared_t_of_shifted(X, self.norms[r])
 
 
 #: A greedy step keeps its trials' direct distances for the next step while they take at most
@@ -946,12 +988,14 @@ def _nearest_state(block, points, groups, run, start, around, min_squared) -> _N
             _fold_direct(state, block, group)
             continue
         search = Nearest(group, block.dtype, around=around)
+        rows = state.rows_around(block, around) if around is not None else None
         for r in row_blocks(n, search.n_centers):
-            near = (
-                search.min_squared(block[r])
-                if min_squared is None
-                else min_squared(search, block, r)
-            )
+            if min_squared is not None:
+                near = min_squared(search, block, r)
+            elif rows is not None:
+                near = rows.squared_t(search, block, r).min(axis=0)
+            else:
+                near = search.min_squared(block[r])
             np.minimum(state.distances[r], near, out=state.distances[r])
     state.n_folded = len(groups)
     state.trials = state.trial_distances = None  # kept for one step only
@@ -985,6 +1029,7 @@ def copy_nearest_so_far(source: str, target: str, start: int) -> None:
     copy = _NearestSoFar(0, state.distances.dtype)
     copy.n_folded, copy.distances = state.n_folded, state.distances.copy()
     copy.trials, copy.trial_distances = state.trials, state.trial_distances
+    copy.around = state.around  # read only
     _chunk_state.put(target, start, copy)
 
 
