@@ -918,8 +918,10 @@ class _NearestSoFar:
 
 
 #: A chunk of at most this many bytes keeps its rows less the seeding's shift between the
-#: steps (a copy of the chunk); a larger one keeps their squared norms alone.
-KEEP_SHIFTED_BYTES = 4 << 20
+#: steps (a copy of the chunk); a larger one keeps their squared norms alone. Small, so that
+#: only small chunks (in-memory data of a notebook's size) keep a copy: a bound per chunk is
+#: no bound on the data's many chunks.
+KEEP_SHIFTED_BYTES = 1 << 20
 
 
 class _RowsAround:
@@ -945,8 +947,10 @@ class _RowsAround:
 
 
 #: A greedy step keeps its trials' direct distances for the next step while they take at most
-#: this many float64s per chunk (32 MiB); a larger chunk computes its new center's again.
-KEEP_TRIAL_ELEMENTS = 1 << 22
+#: this many float64s per chunk (512 KiB); a larger chunk computes its new center's again.
+#: They take 8 bytes a row per trial (32 for k=8), several times rows of few features: kept
+#: for small chunks alone, where the recomputation's call overhead is what they save.
+KEEP_TRIAL_ELEMENTS = 1 << 16
 
 
 def nearest_so_far(
